@@ -1,0 +1,128 @@
+"""Management API (SPEC §4): DCP services, tables (datasources), attributes and projects."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from . import emulator, json_object, principal, require_auth, route
+
+bp = Blueprint("management", __name__)
+require_auth(bp)
+
+
+def _store():
+    return emulator().store
+
+
+def _created(body: dict) -> tuple[Response, int]:
+    return jsonify(body), 201
+
+
+def _accepted(body: dict) -> tuple[Response, int]:
+    return jsonify(body), 202
+
+
+def _no_content() -> tuple[str, int]:
+    return "", 204
+
+
+# ---------------------------------------------------------------- DCP services
+@route(bp, "/dcp_services", methods=["GET"])
+def list_services():
+    return jsonify(_store().list_services(principal().account_id))
+
+
+@route(bp, "/dcp_services", methods=["POST"])
+def create_service():
+    return _created(_store().create_service(principal().account_id, json_object()))
+
+
+@route(bp, "/dcp_services/<int:service_id>", methods=["GET"])
+def get_service(service_id: int):
+    return jsonify(_store().get_service(principal().account_id, service_id))
+
+
+@route(bp, "/dcp_services/<int:service_id>", methods=["PUT"])
+def update_service(service_id: int):
+    return _accepted(_store().update_service(principal().account_id, service_id, json_object()))
+
+
+@route(bp, "/dcp_services/<int:service_id>", methods=["DELETE"])
+def delete_service(service_id: int):
+    _store().delete_service(principal().account_id, service_id)
+    return _no_content()
+
+
+# ---------------------------------------------------------------- tables (datasources)
+@route(bp, "/dcp_services/<int:service_id>/dcp_datasources", methods=["GET"])
+def list_datasources(service_id: int):
+    return jsonify(_store().list_datasources(principal().account_id, service_id))
+
+
+@route(bp, "/dcp_services/<int:service_id>/dcp_datasources", methods=["POST"])
+def create_datasource(service_id: int):
+    return _created(_store().create_datasource(principal().account_id, service_id, json_object()))
+
+
+@route(bp, "/dcp_datasources/<int:datasource_id>", methods=["GET"])
+def get_datasource(datasource_id: int):
+    return jsonify(_store().get_datasource(principal().account_id, datasource_id))
+
+
+@route(bp, "/dcp_datasources/<int:datasource_id>", methods=["PUT"])
+def update_datasource(datasource_id: int):
+    return _accepted(_store().update_datasource(principal().account_id, datasource_id, json_object()))
+
+
+@route(bp, "/dcp_datasources/<int:datasource_id>", methods=["DELETE"])
+def delete_datasource(datasource_id: int):
+    _store().delete_datasource(principal().account_id, datasource_id)
+    return _no_content()
+
+
+# ---------------------------------------------------------------- attributes
+@route(bp, "/dcp_datasources/<int:datasource_id>/dcp_datasource_attributes", methods=["GET"])
+def list_attributes(datasource_id: int):
+    return jsonify(_store().list_attributes(principal().account_id, datasource_id))
+
+
+@route(bp, "/dcp_datasources/<int:datasource_id>/dcp_datasource_attributes", methods=["POST"])
+def create_attribute(datasource_id: int):
+    return _created(_store().create_attribute(principal().account_id, datasource_id, json_object()))
+
+
+@route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["GET"])
+def get_attribute(attribute_id: int):
+    return jsonify(_store().get_attribute(principal().account_id, attribute_id))
+
+
+@route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["PUT"])
+def update_attribute(attribute_id: int):
+    return _accepted(_store().update_attribute(principal().account_id, attribute_id, json_object()))
+
+
+@route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["DELETE"])
+def delete_attribute(attribute_id: int):
+    _store().delete_attribute(principal().account_id, attribute_id)
+    return _no_content()
+
+
+# ---------------------------------------------------------------- projects
+@route(bp, "/projects", methods=["GET"])
+def list_projects():
+    return jsonify(_store().list_projects(principal().account_id))
+
+
+@route(bp, "/projects", methods=["POST"])
+def create_project():
+    return _created(_store().create_project(principal().account_id, json_object()))
+
+
+@route(bp, "/projects/<int:project_id>", methods=["GET"])
+def get_project(project_id: int):
+    return jsonify(_store().get_project(principal().account_id, project_id))
+
+
+@route(bp, "/projects/<int:project_id>", methods=["PUT"])
+def update_project(project_id: int):
+    return _accepted(_store().update_project(principal().account_id, project_id, json_object()))

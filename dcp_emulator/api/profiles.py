@@ -1,0 +1,60 @@
+"""Profile API (SPEC §5): customer profiles, aliases and the consolidated customer view."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from ..errors import InvalidField
+from . import emulator, json_object, principal, require_auth, route
+
+bp = Blueprint("profiles", __name__)
+require_auth(bp)
+
+_PROFILE = "/customer_profile/<int:service_id>/<int:datasource_id>/<path:customer_id>"
+_ALIAS = "/alias/<int:service_id>/<int:datasource_id>/<path:user_id>"
+
+
+def _store():
+    return emulator().store
+
+
+def _data(body: dict) -> object:
+    extra = [k for k in body if k != "data"]
+    if extra:
+        raise InvalidField(f"Unknown field {extra[0]!r}: the body is {{\"data\": {{...}}}}.", field=extra[0])
+    if "data" not in body:
+        raise InvalidField('The body must be {"data": {...}}; "data" is missing.', field="data")
+    return body["data"]
+
+
+@route(bp, _PROFILE, methods=["POST"])
+def write_profile(service_id: int, datasource_id: int, customer_id: str):
+    body = _data(json_object())
+    out = _store().write_profile(principal().account_id, service_id, datasource_id, customer_id, body)
+    return jsonify(out), 201
+
+
+@route(bp, _PROFILE, methods=["GET"])
+def read_profile(service_id: int, datasource_id: int, customer_id: str):
+    return jsonify(_store().read_profile(principal().account_id, service_id, datasource_id, customer_id))
+
+
+@route(bp, _ALIAS, methods=["POST"])
+def write_alias(service_id: int, datasource_id: int, user_id: str):
+    body = _data(json_object())
+    return jsonify(_store().write_alias(principal().account_id, service_id, datasource_id, user_id, body)), 201
+
+
+@route(bp, _ALIAS, methods=["GET"])
+def read_alias(service_id: int, datasource_id: int, user_id: str):
+    return jsonify(_store().read_alias(principal().account_id, service_id, datasource_id, user_id))
+
+
+@route(bp, "/consolidatedCustomerView/<int:service_id>/<user_id>", methods=["GET"])
+def consolidated_view(service_id: int, user_id: str):
+    return jsonify(_store().consolidated_view(principal().account_id, service_id, user_id))
+
+
+@route(bp, "/consolidatedCustomerView/<int:service_id>/<int:datasource_id>/<path:user_id>", methods=["GET"])
+def consolidated_view_in_table(service_id: int, datasource_id: int, user_id: str):
+    return jsonify(_store().consolidated_view(principal().account_id, service_id, user_id, datasource_id))

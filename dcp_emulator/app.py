@@ -1,0 +1,135 @@
+"""The app factory: one independent emulator (store, blueprints, error envelope) per call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from . import __version__
+from .config import Config
+from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError
+from .store import Store
+
+log = logging.getLogger("dcp_emulator")
+
+DEFAULT_ACCOUNT_ID = 1001
+DEFAULT_TOKENS = {
+    "classic": "emulator-classic-token",
+    "personal": "2:emulator-personal-token",
+    "oauth": "emulator-oauth-token",
+}
+
+
+class Emulator:
+    """One emulator instance: its configuration and state. Reachable as ``app.extensions['dcp_emulator']``."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.version = __version__
+        self.store = Store(config.db, max_services_per_account=config.max_services_per_account)
+        if not self.store.find_account_ids():
+            self.load_default_state()
+
+    def load_default_state(self) -> None:
+        """The state of a fresh emulator: one account with one token of each kind, nothing else."""
+        self.store.create_account(DEFAULT_ACCOUNT_ID, name="Default account")
+        for kind, token in DEFAULT_TOKENS.items():
+            self.store.create_token(token, kind, DEFAULT_ACCOUNT_ID)
+
+    @property
+    def default_account_id(self) -> int:
+        """The account the default (or first seeded) tokens belong to."""
+        ids = self.store.find_account_ids()
+        return DEFAULT_ACCOUNT_ID if DEFAULT_ACCOUNT_ID in ids or not ids else ids[0]
+
+    def default_tokens(self) -> dict[str, str | None]:
+        """One token of each kind of the default account (what /_emulator/info advertises)."""
+        return self.store.first_tokens(self.default_account_id)
+
+    def readiness(self) -> dict[str, dict[str, Any]]:
+        """Each part's readiness: {"store": {"ready": bool, "detail": str}, ...}."""
+        parts: dict[str, dict[str, Any]] = {}
+        try:
+            self.store.ping()
+            parts["store"] = {"ready": True, "detail": self.config.db or "in memory"}
+        except Exception as e:  # the probe's job is to report any failure, not to raise it
+            parts["store"] = {"ready": False, "detail": f"{type(e).__name__}: {e}"}
+        return parts
+
+    def close(self) -> None:
+        """Release the database (and, later, background workers)."""
+        self.store.close()
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build one independent emulator as a Flask app; no state is shared with other apps."""
+    config = config or Config()
+    app = Flask("dcp_emulator")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = False
+    emulator = Emulator(config)
+    app.extensions["dcp_emulator"] = emulator
+
+    from .api.control import bp as control_bp
+    from .api.management import bp as management_bp
+    from .api.profiles import bp as profiles_bp
+
+    app.register_blueprint(management_bp, url_prefix="/experiment/v1")
+    app.register_blueprint(profiles_bp, url_prefix="/api")
+    app.register_blueprint(control_bp, url_prefix="/_emulator")
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _stamp(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    @app.errorhandler(DcpError)
+    def _dcp_error(e: DcpError) -> Response:
+        return error_response(e)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(e: HTTPException) -> Response:
+        cls = HTTP_STATUS_CLASSES.get(e.code or 500, InternalError)
+        message = _HTTP_MESSAGES.get(e.code or 0) or (e.description or e.name)
+        err = cls(message)
+        err.status = e.code or 500
+        resp = error_response(err)
+        if e.code == 405 and hasattr(e, "valid_methods") and e.valid_methods:
+            resp.headers["Allow"] = ", ".join(sorted(e.valid_methods))
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(InternalError(f"Internal emulator error ({type(e).__name__}: {e}). This is a bug in "
+                                            "dcp-emulator; please report it with this request id."))
+
+    return app
+
+
+_HTTP_MESSAGES = {
+    404: "No such route. The management API is under /experiment/v1/, the profile API under /api/, the emulator's "
+         "own endpoints under /_emulator/.",
+    405: "This route does not accept this HTTP method.",
+    413: "The request body is larger than the emulator accepts for JSON requests.",
+}
+
+
+def error_response(err: DcpError) -> Response:
+    """Render any DcpError as the one JSON error envelope (SPEC §3)."""
+    body = err.to_dict()
+    body["request_id"] = g.get("request_id") or uuid.uuid4().hex
+    resp = Response(json.dumps(body), status=err.status, mimetype="application/json")
+    for k, v in err.headers.items():
+        resp.headers[k] = v
+    return resp

@@ -1,0 +1,53 @@
+"""Token authentication for the DCP APIs (SPEC §2): classic tokens and OAuth access tokens only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import AuthenticationFailed, PersonalTokenRefused, Unauthorized
+from .store import Store, now
+
+# Where integrators mistakenly put a token instead of a header.
+_MISPLACED_TOKEN_NAMES = ("token", "access_token", "api_token", "Token")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the account and the kind of token used."""
+
+    account_id: int
+    token_kind: str
+
+
+def authenticate(store: Store, headers: Mapping[str, str], query: Mapping[str, str],
+                 body_keys: frozenset[str] = frozenset()) -> Principal:
+    """Resolve the request's credentials to a Principal, or raise 401/403 with the reason."""
+    token = headers.get("Token")
+    authorization = headers.get("Authorization")
+    if token is None and authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("Unsupported Authorization header: send 'Authorization: Bearer <OAuth access token>' "
+                               "or a classic token as 'Token: <token>'.")
+        token = value.strip()
+    if not token:
+        misplaced = [n for n in _MISPLACED_TOKEN_NAMES if n in query or n in body_keys]
+        if misplaced:
+            raise Unauthorized(f"The token was sent as {misplaced[0]!r} in the query string or body; DCP reads "
+                               "credentials only from headers: 'Token: <classic token>' or "
+                               "'Authorization: Bearer <OAuth access token>'.")
+        raise Unauthorized("Authentication required: send 'Token: <classic token>' or "
+                           "'Authorization: Bearer <OAuth access token>'.")
+    row = store.find_token(token.strip())
+    if row is None:
+        raise AuthenticationFailed("Authentication Failed: the token is unknown.")
+    if row["kind"] == "personal":
+        raise PersonalTokenRefused("DCP APIs do not accept personal tokens; use a classic API token "
+                                   "('Token: <token>') or an OAuth 2.0 access token ('Authorization: Bearer ...').")
+    if row["revoked"]:
+        raise AuthenticationFailed("Authentication Failed: the token has been revoked.")
+    if row["expires_at"] and row["expires_at"] <= now():
+        raise AuthenticationFailed("Authentication Failed: the OAuth access token has expired; refresh it at "
+                                   "/oauth2/token with grant_type=refresh_token.")
+    return Principal(account_id=row["account_id"], token_kind=row["kind"])

@@ -1,0 +1,54 @@
+"""Emulator configuration: one dataclass, filled from defaults, environment variables and CLI options."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+ENV_PREFIX = "DCP_EMULATOR_"
+
+
+@dataclass
+class Config:
+    """Everything that shapes one emulator instance; every field can be set by DCP_EMULATOR_<NAME>."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str | None = None  # SQLite file; None keeps state in memory
+    seed: list[str] = field(default_factory=list)  # seed files applied at start-up and on reset
+    max_services_per_account: int = 1
+    max_body_bytes: int = 1024 * 1024  # JSON API request bodies
+    max_object_bytes: int = 10 * 1000**3  # S3 objects (the vendor's 10 GB limit)
+    journal_size: int = 1000  # request journal entries kept (oldest dropped)
+    upload_error_limit: int = 100  # row errors kept per upload (the total is always counted)
+    ingest_batch_rows: int = 5000  # rows applied per transaction by the bulk ingest
+    log_requests: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Config":
+        """A Config from DCP_EMULATOR_* variables, then explicit overrides (None means 'not given')."""
+        environ = os.environ if environ is None else environ
+        cfg = cls()
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                setattr(cfg, f.name, _parse(f.name, raw, getattr(cfg, f.name)))
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(cfg, name, value)
+        return cfg
+
+
+def _parse(name: str, raw: str, default):
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be an integer, got {raw!r}") from None
+    if isinstance(default, list):
+        # Several seed files: separated by the OS path separator or commas.
+        return [p for p in raw.replace(os.pathsep, ",").split(",") if p.strip()]
+    return raw

@@ -1,0 +1,796 @@
+"""The emulator's state: one SQLite database (sqlite-utils), with methods named after API operations.
+
+The store never imports Flask. Every method takes the calling account's id, checks ownership
+(another account's resource is ``NotFound``, never a leak), validates field values and raises the
+domain errors of ``errors.py``. Every write runs in one transaction under the store's lock.
+
+Profiles are stored one row per (table, customer) with their values as a JSON object keyed by
+attribute id: an attribute-level merge is then a single ``json_patch`` upsert, which is both atomic
+under concurrent writers and fast enough for the bulk ingest.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import uuid
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from . import datatypes
+from .errors import Archived, InvalidField, LimitExceeded, NotFound
+
+KEYFIELD_LOCATOR_TYPES = ("cookie", "query parameter", "js_variable", "uid")
+_LOCATOR_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z_0-9$]*\Z")
+TOKEN_KINDS = ("classic", "personal", "oauth")
+PROJECT_STATUSES = ("active", "paused", "archived")
+FIRST_ID = 100  # generated ids start here so they look like real ones and never collide across types
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    token TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id INTEGER NOT NULL REFERENCES accounts(id),
+    expires_at TEXT, revoked INTEGER NOT NULL DEFAULT 0, refresh_token TEXT, client_id TEXT);
+CREATE TABLE IF NOT EXISTS dcp_services (
+    id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), name TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0, aws_access_key TEXT NOT NULL UNIQUE, aws_secret_key TEXT NOT NULL,
+    created TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasources (
+    id INTEGER PRIMARY KEY, dcp_service_id INTEGER NOT NULL REFERENCES dcp_services(id),
+    name TEXT NOT NULL, description TEXT, is_optimizely INTEGER NOT NULL DEFAULT 0,
+    keyfield_locator_type TEXT NOT NULL, keyfield_locator_name TEXT,
+    archived INTEGER NOT NULL DEFAULT 0, aws_access_key TEXT NOT NULL UNIQUE, aws_secret_key TEXT NOT NULL,
+    created TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS datasources_service ON datasources(dcp_service_id);
+CREATE TABLE IF NOT EXISTS attributes (
+    id INTEGER PRIMARY KEY, dcp_datasource_id INTEGER NOT NULL REFERENCES datasources(id),
+    name TEXT NOT NULL, datatype TEXT NOT NULL, format TEXT, description TEXT,
+    is_value_public INTEGER NOT NULL DEFAULT 0, archived INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS attributes_datasource ON attributes(dcp_datasource_id);
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), project_name TEXT NOT NULL,
+    project_status TEXT NOT NULL, dcp_service_id INTEGER, created TEXT NOT NULL, last_modified TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS profiles (
+    datasource_id INTEGER NOT NULL, customer_id TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (datasource_id, customer_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS aliases (
+    dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
+    customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
+"""
+
+# The upsert that makes a profile write an attribute-level merge: given keys overwrite, JSON null
+# removes a key (RFC 7396 merge patch), keys not given stay. One statement, so it is atomic.
+UPSERT_PROFILE_SQL = (
+    "INSERT INTO profiles (datasource_id, customer_id, data) VALUES (?, ?, json_patch('{}', ?)) "
+    "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, excluded.data)"
+)
+
+# Tables emptied by a reset, children first.
+STATE_TABLES = ("aliases", "profiles", "projects", "attributes", "datasources", "dcp_services", "tokens",
+                "accounts", "sequence")
+
+
+def now() -> str:
+    """The current UTC time in the API's timestamp format (microseconds, 'Z')."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def aws_key_pair(kind: str, entity_id: int, salt: str = "") -> tuple[str, str]:
+    """A deterministic AWS-looking key pair for an entity, so seeded and exported state is stable."""
+    digest = hashlib.sha256(f"dcp-emulator:{salt}:{kind}:{entity_id}".encode()).digest()
+    access = "AKIA" + base64.b32encode(digest[:10]).decode()[:16]
+    secret = base64.b64encode(hashlib.sha256(digest).digest()).decode()[:40].replace("/", "x").replace("+", "y")
+    return access, secret
+
+
+class Store:
+    """All emulator state, behind API-shaped methods."""
+
+    def __init__(self, path: str | None = None, max_services_per_account: int = 1):
+        self.path = path
+        self.max_services_per_account = max_services_per_account
+        self.lock = threading.RLock()
+        if path:
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        else:
+            # A private in-memory database per store: several emulators can live in one process.
+            conn = sqlite3.connect(f"file:dcp-{uuid.uuid4().hex}?mode=memory", uri=True, check_same_thread=False)
+        self.db = sqlite_utils.Database(conn)
+        if path:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        with self.lock:
+            self.db.executescript(SCHEMA)
+
+    # ------------------------------------------------------------------ plumbing
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """Hold the store lock and run the block as one transaction (rolled back on any error)."""
+        with self.lock, self.db.atomic():
+            yield self.db
+
+    def _one(self, sql: str, params: tuple = ()) -> dict | None:
+        with self.lock:
+            rows = list(self.db.query(sql, params))
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: tuple = ()) -> list[dict]:
+        with self.lock:
+            return list(self.db.query(sql, params))
+
+    def next_id(self, given: Any = None) -> int:
+        """A new entity id (one sequence for all types), or the given one, reserving it."""
+        row = self._one("SELECT next_id FROM sequence WHERE name = 'entity'")
+        nxt = row["next_id"] if row else FIRST_ID
+        new = nxt if given is None else int(given)
+        self.db.execute(
+            "INSERT INTO sequence (name, next_id) VALUES ('entity', ?) "
+            "ON CONFLICT(name) DO UPDATE SET next_id = excluded.next_id",
+            (max(nxt, new + 1),),
+        )
+        return new
+
+    def ping(self) -> None:
+        """Raise if the database cannot be read and written (a real readiness probe)."""
+        with self.lock:
+            self.db.execute("SELECT count(*) FROM accounts").fetchone()
+            with self.db.atomic():
+                self.db.execute("INSERT INTO sequence (name, next_id) VALUES ('_ping', 0) "
+                                "ON CONFLICT(name) DO UPDATE SET next_id = next_id + 1")
+
+    def clear(self) -> None:
+        """Delete every row of API state (the schema stays)."""
+        with self.transaction() as db:
+            for table in STATE_TABLES:
+                db.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self.lock:
+            self.db.close()
+
+    # ------------------------------------------------------------------ accounts and tokens
+    def create_account(self, account_id: int | None = None, name: str = "Emulated account") -> dict:
+        """Create an account (used by seeds and the default state)."""
+        with self.transaction() as db:
+            aid = self.next_id(account_id)
+            db["accounts"].insert({"id": aid, "name": name})
+        return {"id": aid, "name": name}
+
+    def create_token(self, token: str, kind: str, account_id: int, expires_at: str | None = None,
+                     refresh_token: str | None = None, client_id: str | None = None) -> dict:
+        """Register an API token of kind classic, personal or oauth for an account."""
+        row = {"token": token, "kind": kind, "account_id": account_id, "expires_at": expires_at,
+               "revoked": 0, "refresh_token": refresh_token, "client_id": client_id}
+        with self.transaction() as db:
+            db["tokens"].insert(row, replace=True)
+        return row
+
+    def find_account_ids(self) -> list[int]:
+        """Every account id, in id order."""
+        return [r["id"] for r in self._all("SELECT id FROM accounts ORDER BY id")]
+
+    def first_tokens(self, account_id: int) -> dict[str, str | None]:
+        """The first token of each kind of an account ({"classic": ..., "personal": ..., "oauth": ...})."""
+        rows = self._all("SELECT kind, token FROM tokens WHERE account_id = ? AND revoked = 0 ORDER BY rowid",
+                         (account_id,))
+        out: dict[str, str | None] = {kind: None for kind in TOKEN_KINDS}
+        for r in rows:
+            if out.get(r["kind"]) is None:
+                out[r["kind"]] = r["token"]
+        return out
+
+    def find_token(self, token: str) -> dict | None:
+        """The token's row, or None when it is unknown."""
+        return self._one("SELECT * FROM tokens WHERE token = ?", (token,))
+
+    def revoke_token(self, token: str) -> None:
+        """Mark a token revoked (it is then refused with 403)."""
+        with self.transaction() as db:
+            db.execute("UPDATE tokens SET revoked = 1 WHERE token = ?", (token,))
+
+    # ------------------------------------------------------------------ DCP services
+    def _service_row(self, account_id: int, service_id: int) -> dict:
+        row = self._one("SELECT * FROM dcp_services WHERE id = ? AND account_id = ?", (service_id, account_id))
+        if row is None:
+            raise NotFound(f"No DCP service with id {service_id} in this account.")
+        return row
+
+    def _service_out(self, row: dict) -> dict:
+        return {
+            "id": row["id"], "account_id": row["account_id"], "archived": bool(row["archived"]),
+            "aws_access_key": row["aws_access_key"], "aws_secret_key": row["aws_secret_key"],
+            "created": row["created"], "last_modified": row["last_modified"], "name": row["name"],
+            "s3_path": f"dcp/{row['id']}",
+        }
+
+    def list_services(self, account_id: int) -> list[dict]:
+        """GET dcp_services: every service of the account."""
+        rows = self._all("SELECT * FROM dcp_services WHERE account_id = ? ORDER BY id", (account_id,))
+        return [self._service_out(r) for r in rows]
+
+    def get_service(self, account_id: int, service_id: int) -> dict:
+        """GET dcp_services/{id}."""
+        return self._service_out(self._service_row(account_id, service_id))
+
+    def create_service(self, account_id: int, fields: dict, *, enforce_limit: bool = True, **given: Any) -> dict:
+        """POST dcp_services: create a service and its built-in Optimizely table.
+
+        ``given`` may carry id, aws keys and timestamps (seeds keep them verbatim).
+        """
+        _check_fields(fields, allowed={"name"}, readonly=_SERVICE_READONLY)
+        name = _required_string(fields, "name")
+        with self.transaction() as db:
+            if enforce_limit:
+                active = db.execute("SELECT count(*) FROM dcp_services WHERE account_id = ? AND archived = 0",
+                                    (account_id,)).fetchone()[0]
+                if active >= self.max_services_per_account:
+                    raise LimitExceeded(
+                        f"This account already has {active} DCP service(s); an account may have at most "
+                        f"{self.max_services_per_account}. Add tables to the existing service instead "
+                        "(GET /experiment/v1/dcp_services lists it).")
+            sid = self.next_id(given.get("id"))
+            access, secret = aws_key_pair("service", sid)
+            ts = given.get("created") or now()
+            db["dcp_services"].insert({
+                "id": sid, "account_id": account_id, "name": name, "archived": int(bool(given.get("archived"))),
+                "aws_access_key": given.get("aws_access_key") or access,
+                "aws_secret_key": given.get("aws_secret_key") or secret,
+                "created": ts, "last_modified": given.get("last_modified") or ts,
+            })
+            if given.get("with_optimizely_table", True):
+                self._insert_datasource(db, sid, {
+                    "name": "Optimizely", "description": None, "keyfield_locator_type": "uid",
+                    "keyfield_locator_name": None}, is_optimizely=True, given=given.get("optimizely_table") or {})
+        return self.get_service(account_id, sid)
+
+    def update_service(self, account_id: int, service_id: int, fields: dict) -> dict:
+        """PUT dcp_services/{id}: rename."""
+        row = self._service_row(account_id, service_id)
+        _check_fields(fields, allowed={"name"}, readonly=_SERVICE_READONLY)
+        if row["archived"]:
+            raise Archived(f"DCP service {service_id} is archived; archived services can be read but not changed.")
+        name = _required_string(fields, "name") if "name" in fields else row["name"]
+        with self.transaction() as db:
+            db.execute("UPDATE dcp_services SET name = ?, last_modified = ? WHERE id = ?", (name, now(), service_id))
+        return self.get_service(account_id, service_id)
+
+    def delete_service(self, account_id: int, service_id: int) -> None:
+        """DELETE dcp_services/{id}: archive the service and all its tables."""
+        self._service_row(account_id, service_id)
+        ts = now()
+        with self.transaction() as db:
+            db.execute("UPDATE dcp_services SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
+                       (ts, service_id))
+            db.execute("UPDATE datasources SET archived = 1, last_modified = ? WHERE dcp_service_id = ? "
+                       "AND archived = 0", (ts, service_id))
+
+    # ------------------------------------------------------------------ tables (datasources)
+    def _datasource_row(self, account_id: int, datasource_id: int, service_id: int | None = None) -> dict:
+        row = self._one(
+            "SELECT d.*, s.archived AS service_archived FROM datasources d JOIN dcp_services s "
+            "ON s.id = d.dcp_service_id WHERE d.id = ? AND s.account_id = ?", (datasource_id, account_id))
+        if row is None or (service_id is not None and row["dcp_service_id"] != service_id):
+            where = f" in DCP service {service_id}" if service_id is not None else " in this account"
+            raise NotFound(f"No table (datasource) with id {datasource_id}{where}.")
+        return row
+
+    def _datasource_out(self, row: dict) -> dict:
+        attrs = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (row["id"],))
+        return {
+            "id": row["id"], "archived": bool(row["archived"]),
+            "attributes": [self._attribute_out(a) for a in attrs],
+            "aws_access_key": row["aws_access_key"], "aws_secret_key": row["aws_secret_key"],
+            "created": row["created"], "dcp_service_id": row["dcp_service_id"],
+            "description": row["description"], "is_optimizely": bool(row["is_optimizely"]),
+            "keyfield_locator_name": row["keyfield_locator_name"],
+            "keyfield_locator_type": row["keyfield_locator_type"], "last_modified": row["last_modified"],
+            "name": row["name"], "s3_path": f"dcp/{row['dcp_service_id']}/{row['id']}",
+        }
+
+    def _insert_datasource(self, db: sqlite_utils.Database, service_id: int, values: dict, *,
+                           is_optimizely: bool = False, given: dict | None = None) -> int:
+        given = given or {}
+        did = self.next_id(given.get("id"))
+        access, secret = aws_key_pair("datasource", did)
+        ts = given.get("created") or now()
+        db["datasources"].insert({
+            "id": did, "dcp_service_id": service_id, "name": values["name"],
+            "description": values.get("description"), "is_optimizely": int(is_optimizely),
+            "keyfield_locator_type": values["keyfield_locator_type"],
+            "keyfield_locator_name": values.get("keyfield_locator_name"),
+            "archived": int(bool(given.get("archived"))),
+            "aws_access_key": given.get("aws_access_key") or access,
+            "aws_secret_key": given.get("aws_secret_key") or secret,
+            "created": ts, "last_modified": given.get("last_modified") or ts,
+        })
+        return did
+
+    def list_datasources(self, account_id: int, service_id: int) -> list[dict]:
+        """GET dcp_services/{id}/dcp_datasources."""
+        self._service_row(account_id, service_id)
+        rows = self._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (service_id,))
+        return [self._datasource_out(r) for r in rows]
+
+    def get_datasource(self, account_id: int, datasource_id: int) -> dict:
+        """GET dcp_datasources/{id}."""
+        return self._datasource_out(self._datasource_row(account_id, datasource_id))
+
+    def create_datasource(self, account_id: int, service_id: int, fields: dict, **given: Any) -> dict:
+        """POST dcp_services/{id}/dcp_datasources: create a table with its own AWS key pair."""
+        service = self._service_row(account_id, service_id)
+        _check_fields(fields, allowed=_DATASOURCE_EDITABLE, readonly=_DATASOURCE_READONLY)
+        if service["archived"]:
+            raise Archived(f"DCP service {service_id} is archived; no tables can be added to it.")
+        values = _datasource_values(fields, current=None)
+        with self.transaction() as db:
+            did = self._insert_datasource(db, service_id, values, given=given)
+        return self.get_datasource(account_id, did)
+
+    def update_datasource(self, account_id: int, datasource_id: int, fields: dict) -> dict:
+        """PUT dcp_datasources/{id}: edit name, description and the customer id locator."""
+        row = self._datasource_row(account_id, datasource_id)
+        _check_fields(fields, allowed=_DATASOURCE_EDITABLE, readonly=_DATASOURCE_READONLY)
+        self._check_writable_datasource(row)
+        if row["is_optimizely"] and fields:
+            raise InvalidField("The built-in Optimizely table cannot be edited.", field=next(iter(fields)))
+        values = _datasource_values(fields, current=row)
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE datasources SET name = ?, description = ?, keyfield_locator_type = ?, "
+                "keyfield_locator_name = ?, last_modified = ? WHERE id = ?",
+                (values["name"], values["description"], values["keyfield_locator_type"],
+                 values["keyfield_locator_name"], now(), datasource_id))
+        return self.get_datasource(account_id, datasource_id)
+
+    def delete_datasource(self, account_id: int, datasource_id: int) -> None:
+        """DELETE dcp_datasources/{id}: archive the table."""
+        row = self._datasource_row(account_id, datasource_id)
+        if row["is_optimizely"]:
+            raise InvalidField("The built-in Optimizely table cannot be deleted; delete the DCP service instead.",
+                               field="id")
+        with self.transaction() as db:
+            db.execute("UPDATE datasources SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
+                       (now(), datasource_id))
+
+    def _check_writable_datasource(self, row: dict) -> None:
+        if row.get("service_archived"):
+            raise Archived(f"DCP service {row['dcp_service_id']} is archived; its tables can be read but not "
+                           "written.")
+        if row["archived"]:
+            raise Archived(f"Table {row['id']} is archived; archived tables can be read but not written.")
+
+    # ------------------------------------------------------------------ attributes
+    def _attribute_row(self, account_id: int, attribute_id: int) -> dict:
+        row = self._one(
+            "SELECT a.* FROM attributes a JOIN datasources d ON d.id = a.dcp_datasource_id "
+            "JOIN dcp_services s ON s.id = d.dcp_service_id WHERE a.id = ? AND s.account_id = ?",
+            (attribute_id, account_id))
+        if row is None:
+            raise NotFound(f"No attribute with id {attribute_id} in this account.")
+        return row
+
+    @staticmethod
+    def _attribute_out(row: dict) -> dict:
+        return {
+            "archived": bool(row["archived"]), "created": row["created"], "datatype": row["datatype"],
+            "dcp_datasource_id": row["dcp_datasource_id"], "description": row["description"],
+            "format": row["format"], "id": row["id"], "is_value_public": bool(row["is_value_public"]),
+            "last_modified": row["last_modified"], "name": row["name"],
+        }
+
+    def list_attributes(self, account_id: int, datasource_id: int) -> list[dict]:
+        """GET dcp_datasources/{id}/dcp_datasource_attributes."""
+        self._datasource_row(account_id, datasource_id)
+        rows = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
+        return [self._attribute_out(r) for r in rows]
+
+    def get_attribute(self, account_id: int, attribute_id: int) -> dict:
+        """GET dcp_datasource_attributes/{id}."""
+        return self._attribute_out(self._attribute_row(account_id, attribute_id))
+
+    def create_attribute(self, account_id: int, datasource_id: int, fields: dict, **given: Any) -> dict:
+        """POST dcp_datasources/{id}/dcp_datasource_attributes: register an attribute."""
+        ds = self._datasource_row(account_id, datasource_id)
+        _check_fields(fields, allowed=_ATTRIBUTE_FIELDS, readonly=_ATTRIBUTE_READONLY)
+        self._check_writable_datasource(ds)
+        name = _required_string(fields, "name")
+        if name.lower() == "customerid":
+            raise InvalidField("'customerId' is reserved: it is the key column of bulk uploads. Choose another "
+                               "attribute name.", field="name")
+        if any(c in name for c in ",\t\r\n\""):
+            raise InvalidField("Attribute names cannot contain commas, tabs, quotes or line breaks: they are "
+                               "column headers of bulk uploads.", field="name")
+        datatype, fmt = fields.get("datatype"), fields.get("format")
+        if "datatype" not in fields:
+            raise InvalidField(f"datatype is required, one of {', '.join(datatypes.DATATYPES)}.", field="datatype")
+        problem = datatypes.check_definition(datatype, fmt)
+        if problem:
+            raise InvalidField(f"{problem} (got datatype={datatype!r}, format={fmt!r}).",
+                               field="datatype" if datatype not in datatypes.DATATYPES else "format")
+        description = _optional_string(fields, "description")
+        is_public = _optional_bool(fields, "is_value_public", False)
+        archived = bool(given.get("archived"))
+        with self.transaction() as db:
+            if not archived:
+                clash = db.execute("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 0",
+                                   (datasource_id, name)).fetchone()
+                if clash:
+                    raise InvalidField(f"Table {datasource_id} already has an attribute named {name!r} (id {clash[0]}); "
+                                       "names are case-sensitive and unique within a table.", field="name")
+            aid = self.next_id(given.get("id"))
+            ts = given.get("created") or now()
+            db["attributes"].insert({
+                "id": aid, "dcp_datasource_id": datasource_id, "name": name, "datatype": datatype,
+                "format": fmt, "description": description, "is_value_public": int(is_public),
+                "archived": int(archived), "created": ts, "last_modified": given.get("last_modified") or ts,
+            })
+        return self.get_attribute(account_id, aid)
+
+    def update_attribute(self, account_id: int, attribute_id: int, fields: dict) -> dict:
+        """PUT dcp_datasource_attributes/{id}: edit description/is_value_public, or unarchive."""
+        row = self._attribute_row(account_id, attribute_id)
+        _check_fields(fields, allowed=_ATTRIBUTE_FIELDS | {"archived"}, readonly=_ATTRIBUTE_READONLY)
+        for immutable in ("name", "datatype", "format"):
+            if immutable in fields and fields[immutable] != row[immutable]:
+                raise InvalidField(
+                    f"An attribute's {immutable} cannot be changed. Archive this attribute (DELETE "
+                    f"dcp_datasource_attributes/{attribute_id}) and create a new one instead.", field=immutable)
+        ds = self._datasource_row(account_id, row["dcp_datasource_id"])
+        self._check_writable_datasource(ds)
+        description = _optional_string(fields, "description") if "description" in fields else row["description"]
+        is_public = _optional_bool(fields, "is_value_public", bool(row["is_value_public"]))
+        archived = _optional_bool(fields, "archived", bool(row["archived"]))
+        if row["archived"] and not archived:
+            clash = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 0 "
+                              "AND id != ?", (row["dcp_datasource_id"], row["name"], attribute_id))
+            if clash:
+                raise InvalidField(f"Cannot unarchive: attribute {clash['id']} of this table is already named "
+                                   f"{row['name']!r}.", field="archived")
+        with self.transaction() as db:
+            db.execute("UPDATE attributes SET description = ?, is_value_public = ?, archived = ?, last_modified = ? "
+                       "WHERE id = ?", (description, int(is_public), int(archived), now(), attribute_id))
+        return self.get_attribute(account_id, attribute_id)
+
+    def delete_attribute(self, account_id: int, attribute_id: int) -> None:
+        """DELETE dcp_datasource_attributes/{id}: archive the attribute."""
+        self._attribute_row(account_id, attribute_id)
+        with self.transaction() as db:
+            db.execute("UPDATE attributes SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
+                       (now(), attribute_id))
+
+    def active_attributes(self, datasource_id: int) -> list[dict]:
+        """The table's non-archived attribute rows, in id order (for writes, reads and templates)."""
+        return self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? AND archived = 0 ORDER BY id",
+                         (datasource_id,))
+
+    # ------------------------------------------------------------------ projects
+    def _project_row(self, account_id: int, project_id: int) -> dict:
+        row = self._one("SELECT * FROM projects WHERE id = ? AND account_id = ?", (project_id, account_id))
+        if row is None:
+            raise NotFound(f"No project with id {project_id} in this account.")
+        return row
+
+    @staticmethod
+    def _project_out(row: dict) -> dict:
+        return {k: row[k] for k in ("id", "account_id", "project_name", "project_status", "created",
+                                    "last_modified", "dcp_service_id")}
+
+    def list_projects(self, account_id: int) -> list[dict]:
+        """GET projects."""
+        return [self._project_out(r) for r in
+                self._all("SELECT * FROM projects WHERE account_id = ? ORDER BY id", (account_id,))]
+
+    def get_project(self, account_id: int, project_id: int) -> dict:
+        """GET projects/{id}."""
+        return self._project_out(self._project_row(account_id, project_id))
+
+    def create_project(self, account_id: int, fields: dict, **given: Any) -> dict:
+        """POST projects."""
+        _check_fields(fields, allowed=_PROJECT_FIELDS, readonly=_PROJECT_READONLY)
+        name = _required_string(fields, "project_name")
+        status = self._project_status(fields, "active")
+        service_id = self._project_service(account_id, fields, None)
+        with self.transaction() as db:
+            pid = self.next_id(given.get("id"))
+            ts = given.get("created") or now()
+            db["projects"].insert({"id": pid, "account_id": account_id, "project_name": name,
+                                   "project_status": status, "dcp_service_id": service_id, "created": ts,
+                                   "last_modified": given.get("last_modified") or ts})
+        return self.get_project(account_id, pid)
+
+    def update_project(self, account_id: int, project_id: int, fields: dict) -> dict:
+        """PUT projects/{id}: rename, change status, or link/unlink a DCP service."""
+        row = self._project_row(account_id, project_id)
+        _check_fields(fields, allowed=_PROJECT_FIELDS, readonly=_PROJECT_READONLY)
+        name = _required_string(fields, "project_name") if "project_name" in fields else row["project_name"]
+        status = self._project_status(fields, row["project_status"])
+        service_id = self._project_service(account_id, fields, row["dcp_service_id"])
+        with self.transaction() as db:
+            db.execute("UPDATE projects SET project_name = ?, project_status = ?, dcp_service_id = ?, "
+                       "last_modified = ? WHERE id = ?", (name, status, service_id, now(), project_id))
+        return self.get_project(account_id, project_id)
+
+    @staticmethod
+    def _project_status(fields: dict, default: str) -> str:
+        status = fields.get("project_status", default)
+        if status not in PROJECT_STATUSES:
+            raise InvalidField(f"project_status must be one of {', '.join(PROJECT_STATUSES)}, got {status!r}.",
+                               field="project_status")
+        return status
+
+    def _project_service(self, account_id: int, fields: dict, current: int | None) -> int | None:
+        if "dcp_service_id" not in fields:
+            return current
+        sid = fields["dcp_service_id"]
+        if sid is None:
+            return None
+        if not _is_int(sid):
+            raise InvalidField("dcp_service_id must be an integer service id, or null to unlink.",
+                               field="dcp_service_id")
+        row = self._one("SELECT * FROM dcp_services WHERE id = ? AND account_id = ?", (sid, account_id))
+        if row is None:
+            raise InvalidField(f"dcp_service_id {sid} is not a DCP service of this account "
+                               "(GET /experiment/v1/dcp_services lists yours).", field="dcp_service_id")
+        if row["archived"]:
+            raise Archived(f"DCP service {sid} is archived and cannot be linked to a project.",
+                           field="dcp_service_id")
+        return sid
+
+    # ------------------------------------------------------------------ profiles
+    def _profile_target(self, account_id: int, service_id: int, datasource_id: int, write: bool) -> dict:
+        self._service_row(account_id, service_id)
+        ds = self._datasource_row(account_id, datasource_id, service_id=service_id)
+        if write:
+            self._check_writable_datasource(ds)
+        return ds
+
+    def _profile_out(self, service_id: int, datasource_id: int, customer_id: str, data: str,
+                     names: dict[str, str]) -> dict:
+        stored = json.loads(data)
+        return {
+            "data": {names[k]: v for k, v in stored.items() if k in names},
+            "dcpServiceId": str(service_id), "datasourceId": str(datasource_id), "customerId": customer_id,
+        }
+
+    def _visible_names(self, datasource_id: int) -> dict[str, str]:
+        return {str(a["id"]): a["name"] for a in self.active_attributes(datasource_id)}
+
+    def write_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str,
+                      data: Any) -> dict:
+        """POST customer_profile/...: validate every value, then merge them into the profile at once."""
+        self._profile_target(account_id, service_id, datasource_id, write=True)
+        if not isinstance(data, dict):
+            raise InvalidField("data must be an object mapping attribute names to values, e.g. "
+                               '{"data": {"ltv": 12.5}}.', field="data")
+        _check_customer_id(customer_id)
+        attrs = {a["name"]: a for a in self.active_attributes(datasource_id)}
+        patch: dict[str, Any] = {}
+        for key, value in data.items():
+            attr = attrs.get(key)
+            if attr is None:
+                raise InvalidField(self._unknown_attribute_message(datasource_id, key, list(attrs)), field=key)
+            try:
+                patch[str(attr["id"])] = datatypes.convert(attr["datatype"], attr["format"], value)
+            except datatypes.InvalidValue as e:
+                raise InvalidField(f"Invalid value for attribute {key!r} ({_describe(attr)}): {e.reason}.",
+                                   field=key) from None
+        with self.transaction() as db:
+            db.execute(UPSERT_PROFILE_SQL, (datasource_id, customer_id, json.dumps(patch)))
+        return self.read_profile(account_id, service_id, datasource_id, customer_id)
+
+    def _unknown_attribute_message(self, datasource_id: int, key: str, names: list[str]) -> str:
+        archived = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 1",
+                             (datasource_id, key))
+        if archived:
+            return f"Attribute {key!r} of table {datasource_id} is archived; archived attributes cannot be written."
+        close = [n for n in names if n.lower() == key.lower()]
+        hint = f" Did you mean {close[0]!r}? Names are case-sensitive." if close else ""
+        listing = ", ".join(repr(n) for n in names) or "none registered yet"
+        return (f"{key!r} is not a registered attribute of table {datasource_id} (registered: {listing}).{hint} "
+                "Register it with POST dcp_datasources/{id}/dcp_datasource_attributes first.")
+
+    def read_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str) -> dict:
+        """GET customer_profile/...: the stored values, typed, archived attributes left out."""
+        self._profile_target(account_id, service_id, datasource_id, write=False)
+        row = self._one("SELECT data FROM profiles WHERE datasource_id = ? AND customer_id = ?",
+                        (datasource_id, customer_id))
+        if row is None:
+            raise NotFound(f"No profile for customer {customer_id!r} in table {datasource_id}.")
+        return self._profile_out(service_id, datasource_id, customer_id, row["data"],
+                                 self._visible_names(datasource_id))
+
+    # ------------------------------------------------------------------ aliases
+    def _optimizely_table(self, account_id: int, service_id: int, datasource_id: int) -> dict:
+        self._service_row(account_id, service_id)
+        ds = self._datasource_row(account_id, datasource_id, service_id=service_id)
+        if not ds["is_optimizely"]:
+            opt = self._one("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1", (service_id,))
+            raise InvalidField(f"Table {datasource_id} is not the Optimizely table of DCP service {service_id}; "
+                               f"aliases are keyed by Optimizely user id, use table {opt['id'] if opt else '?'}.",
+                               field="datasource_id")
+        return ds
+
+    def write_alias(self, account_id: int, service_id: int, optimizely_table_id: int, user_id: str,
+                    data: Any) -> dict:
+        """POST alias/...: link customer ids of other tables to an Optimizely user id."""
+        ds = self._optimizely_table(account_id, service_id, optimizely_table_id)
+        self._check_writable_datasource(ds)
+        _check_customer_id(user_id)
+        if not isinstance(data, dict):
+            raise InvalidField('data must be an object mapping table ids to customer ids, e.g. {"data": {"678": '
+                               '"cust-1"}}.', field="data")
+        tables = {str(r["id"]): r for r in self._all("SELECT * FROM datasources WHERE dcp_service_id = ?",
+                                                      (service_id,))}
+        changes: list[tuple[int, str | None]] = []
+        for key, customer_id in data.items():
+            table = tables.get(str(key))
+            if table is None:
+                raise InvalidField(f"{key!r} is not a table id of DCP service {service_id}.", field=str(key))
+            if table["is_optimizely"]:
+                raise InvalidField("An alias links another table to the Optimizely table; the Optimizely table "
+                                   "itself cannot be a key.", field=str(key))
+            if table["archived"]:
+                raise Archived(f"Table {key} is archived; aliases to it cannot be written.", field=str(key))
+            if customer_id is not None:
+                if isinstance(customer_id, (int, float)) and not isinstance(customer_id, bool):
+                    customer_id = str(customer_id)
+                if not isinstance(customer_id, str) or not customer_id:
+                    raise InvalidField(f"The customer id for table {key} must be a non-empty string (or null to "
+                                       "remove the alias).", field=str(key))
+            changes.append((table["id"], customer_id))
+        with self.transaction() as db:
+            for table_id, customer_id in changes:
+                if customer_id is None:
+                    db.execute("DELETE FROM aliases WHERE dcp_service_id = ? AND optimizely_user_id = ? AND "
+                               "datasource_id = ?", (service_id, user_id, table_id))
+                else:
+                    db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?)",
+                               (service_id, user_id, table_id, customer_id))
+        return self._alias_out(service_id, optimizely_table_id, user_id)
+
+    def read_alias(self, account_id: int, service_id: int, optimizely_table_id: int, user_id: str) -> dict:
+        """GET alias/...: the user's aliases; an unknown user is 404."""
+        self._optimizely_table(account_id, service_id, optimizely_table_id)
+        out = self._alias_out(service_id, optimizely_table_id, user_id)
+        if not out["data"]:
+            raise NotFound(f"No aliases for Optimizely user {user_id!r} in DCP service {service_id}.")
+        return out
+
+    def _alias_out(self, service_id: int, optimizely_table_id: int, user_id: str) -> dict:
+        rows = self._all("SELECT datasource_id, customer_id FROM aliases WHERE dcp_service_id = ? AND "
+                         "optimizely_user_id = ? ORDER BY datasource_id", (service_id, user_id))
+        return {"dcpServiceId": str(service_id), "datasourceId": str(optimizely_table_id), "customerId": user_id,
+                "data": {str(r["datasource_id"]): r["customer_id"] for r in rows}}
+
+    def consolidated_view(self, account_id: int, service_id: int, user_id: str,
+                          optimizely_table_id: int | None = None) -> list[dict]:
+        """GET consolidatedCustomerView/...: the Optimizely profile plus every aliased profile with data."""
+        self._service_row(account_id, service_id)
+        if optimizely_table_id is None:
+            opt = self._one("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1", (service_id,))
+            optimizely_table_id = opt["id"]
+        else:
+            self._optimizely_table(account_id, service_id, optimizely_table_id)
+        targets = [(optimizely_table_id, user_id, True)]
+        targets += [(r["datasource_id"], r["customer_id"], False) for r in self._all(
+            "SELECT datasource_id, customer_id FROM aliases WHERE dcp_service_id = ? AND optimizely_user_id = ? "
+            "ORDER BY datasource_id", (service_id, user_id))]
+        view = []
+        for table_id, customer_id, is_own in targets:
+            row = self._one("SELECT data FROM profiles WHERE datasource_id = ? AND customer_id = ?",
+                            (table_id, customer_id))
+            if row is None:
+                continue
+            profile = self._profile_out(service_id, table_id, customer_id, row["data"], self._visible_names(table_id))
+            if is_own or profile["data"]:
+                view.append(profile)
+        return view
+
+    # ------------------------------------------------------------------ S3 credentials
+    def resolve_aws_key(self, access_key: str) -> dict | None:
+        """Who an AWS access key belongs to: its secret and the S3 prefix it may write under."""
+        row = self._one("SELECT d.id AS datasource_id, d.dcp_service_id, d.aws_secret_key, d.archived "
+                        "FROM datasources d WHERE d.aws_access_key = ?", (access_key,))
+        if row:
+            return {"secret": row["aws_secret_key"], "service_id": row["dcp_service_id"],
+                    "datasource_id": row["datasource_id"], "archived": bool(row["archived"]),
+                    "prefix": f"dcp/{row['dcp_service_id']}/{row['datasource_id']}/"}
+        row = self._one("SELECT id, aws_secret_key, archived FROM dcp_services WHERE aws_access_key = ?", (access_key,))
+        if row:
+            return {"secret": row["aws_secret_key"], "service_id": row["id"], "datasource_id": None,
+                    "archived": bool(row["archived"]), "prefix": f"dcp/{row['id']}/"}
+        return None
+
+
+# ---------------------------------------------------------------------- field helpers
+_SERVICE_READONLY = {"id", "account_id", "archived", "aws_access_key", "aws_secret_key", "created",
+                     "last_modified", "s3_path"}
+_DATASOURCE_EDITABLE = {"name", "description", "keyfield_locator_type", "keyfield_locator_name"}
+_DATASOURCE_READONLY = {"id", "archived", "attributes", "aws_access_key", "aws_secret_key", "created",
+                        "dcp_service_id", "is_optimizely", "last_modified", "s3_path"}
+_ATTRIBUTE_FIELDS = {"name", "datatype", "format", "description", "is_value_public"}
+_ATTRIBUTE_READONLY = {"id", "archived", "created", "dcp_datasource_id", "last_modified"}
+_PROJECT_FIELDS = {"project_name", "project_status", "dcp_service_id"}
+_PROJECT_READONLY = {"id", "account_id", "created", "last_modified"}
+
+
+def _check_fields(fields: dict, allowed: set[str], readonly: set[str]) -> None:
+    """Refuse unknown fields by name; drop read-only ones (clients often PUT back what they GET)."""
+    for key in list(fields):
+        if key in allowed:
+            continue
+        if key in readonly:
+            fields.pop(key)
+            continue
+        raise InvalidField(f"Unknown field {key!r}; accepted fields are {', '.join(sorted(allowed))}.", field=key)
+
+
+def _required_string(fields: dict, name: str) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value.strip():
+        got = "missing" if name not in fields else f"got {datatypes._json_kind(value) if not isinstance(value, str) else 'an empty string'}"
+        raise InvalidField(f"{name} is required and must be a non-empty string ({got}).", field=name)
+    if len(value) > 255:
+        raise InvalidField(f"{name} must be at most 255 characters (got {len(value)}).", field=name)
+    return value
+
+
+def _optional_string(fields: dict, name: str) -> str | None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidField(f"{name} must be a string or null.", field=name)
+    return value
+
+
+def _optional_bool(fields: dict, name: str, default: bool) -> bool:
+    value = fields.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidField(f"{name} must be true or false (a JSON boolean).", field=name)
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _datasource_values(fields: dict, current: dict | None) -> dict:
+    """Validate a table's editable fields, merged over its current values on update."""
+    merged = {k: (current or {}).get(k) for k in _DATASOURCE_EDITABLE}
+    merged.update(fields)
+    if current is None or "name" in fields:
+        _required_string(merged, "name")
+    _optional_string(merged, "description")
+    kind = merged.get("keyfield_locator_type")
+    if kind not in KEYFIELD_LOCATOR_TYPES:
+        raise InvalidField(f"keyfield_locator_type is required, one of {', '.join(map(repr, KEYFIELD_LOCATOR_TYPES))} "
+                           f"(got {kind!r}).", field="keyfield_locator_type")
+    locator = merged.get("keyfield_locator_name")
+    if locator is None:
+        if kind != "uid":
+            raise InvalidField(f"keyfield_locator_name is required when keyfield_locator_type is {kind!r}: the name "
+                               "of the cookie, query parameter or JS variable holding the customer id.",
+                               field="keyfield_locator_name")
+    elif not isinstance(locator, str) or not _LOCATOR_NAME_RE.match(locator):
+        raise InvalidField(f"keyfield_locator_name must match ^[a-zA-Z_][a-zA-Z_0-9$]*$ (got {locator!r}).",
+                           field="keyfield_locator_name")
+    return merged
+
+
+def _check_customer_id(customer_id: str) -> None:
+    if not customer_id or len(customer_id) > 1024:
+        raise InvalidField("The customer id in the URL must be 1 to 1024 characters.", field="customerId")
+
+
+def _describe(attr: dict) -> str:
+    return f"datatype {attr['datatype']}" + (f", format {attr['format']}" if attr["format"] else "")
