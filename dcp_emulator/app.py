@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -32,8 +32,24 @@ class Emulator:
         self.config = config
         self.version = __version__
         self.store = Store(config.db, max_services_per_account=config.max_services_per_account)
+        # Parts (S3, ingest worker, journal, ...) plug in here instead of being known to this class.
+        self._reset_hooks: list[Callable[[], None]] = []
+        self._close_hooks: list[Callable[[], None]] = []
+        self._readiness_checks: dict[str, Callable[[], tuple[bool, str]]] = {}
         if not self.store.find_account_ids():
             self.load_default_state()
+
+    def add_reset_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on every reset (after the store is back to its start-up state)."""
+        self._reset_hooks.append(hook)
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the emulator closes (stop background threads before the store closes)."""
+        self._close_hooks.append(hook)
+
+    def add_readiness_check(self, name: str, check: Callable[[], tuple[bool, str]]) -> None:
+        """Report part ``name`` in /_emulator/health; ``check`` returns (ready, detail)."""
+        self._readiness_checks[name] = check
 
     def load_default_state(self) -> None:
         """The state of a fresh emulator: one account with one token of each kind, nothing else."""
@@ -59,10 +75,25 @@ class Emulator:
             parts["store"] = {"ready": True, "detail": self.config.db or "in memory"}
         except Exception as e:  # the probe's job is to report any failure, not to raise it
             parts["store"] = {"ready": False, "detail": f"{type(e).__name__}: {e}"}
+        for name, check in self._readiness_checks.items():
+            try:
+                ready, detail = check()
+            except Exception as e:  # a failing check means "not ready", with the reason
+                ready, detail = False, f"{type(e).__name__}: {e}"
+            parts[name] = {"ready": bool(ready), "detail": detail}
         return parts
 
+    def reset(self) -> None:
+        """Back to the start-up state (default state or start-up seeds), then every part's reset hook."""
+        self.store.clear()
+        self.load_default_state()
+        for hook in self._reset_hooks:
+            hook()
+
     def close(self) -> None:
-        """Release the database (and, later, background workers)."""
+        """Stop the parts (reverse order of registration), then release the database."""
+        for hook in reversed(self._close_hooks):
+            hook()
         self.store.close()
 
 
