@@ -57,30 +57,49 @@ def _to_bool(v: Any) -> bool:
     raise InvalidValue(f"expected a bool: true or false (any letter case), got {_show(v)}")
 
 
+def _whole(text: str) -> int:
+    """The integer of a string of digits (optional '-'); anything past 19 digits is just 'too big'.
+
+    Python refuses int() of 4300+ digits with a ValueError, and such values are out of range anyway.
+    """
+    negative = text.startswith("-")
+    digits = text.lstrip("-").lstrip("0") or "0"
+    if len(digits) > 19:
+        return -(10**19) if negative else 10**19
+    return -int(digits) if negative else int(digits)
+
+
 def _to_long(v: Any) -> int:
     if isinstance(v, int) and not _is_bool(v):
         n = v
     elif isinstance(v, str) and _INT_RE.match(v):
-        n = int(v)
+        n = _whole(v)
     else:
         raise InvalidValue(f"expected a long: a whole number such as 42 or -7, got {_show(v)}")
     if -LONG_MAX <= n <= LONG_MAX:
         return n
-    raise InvalidValue(f"long out of range: must be between -{LONG_MAX} and {LONG_MAX}, got {v}")
+    raise InvalidValue(f"long out of range: must be between -{LONG_MAX} and {LONG_MAX}, got {_show(v)}")
 
 
 def _to_double(v: Any) -> float | int:
     if isinstance(v, (int, float)) and not _is_bool(v):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            raise InvalidValue(f"double out of range (larger than about 1.8e308): {str(v)[:20]}...") from None
         if not math.isfinite(f):
             raise InvalidValue(f"expected a finite double, got {_show(v)}")
-        return v
+        # A double holds about 17 significant digits: huge integers are stored as what a double keeps.
+        return v if isinstance(v, float) or -LONG_MAX <= v <= LONG_MAX else f
     if isinstance(v, str) and _DOUBLE_RE.match(v):
         f = float(v)
         if math.isinf(f):
-            raise InvalidValue(f"double out of range (larger than about 1.8e308): {v}")
-        # Keep integral values integral ("1" stays 1), as the JSON API returns them.
-        return int(v) if _INT_RE.match(v) else f
+            raise InvalidValue(f"double out of range (larger than about 1.8e308): {_show(v)}")
+        # Keep integral values integral ("1" stays 1), as the JSON API returns them; the length
+        # check keeps int() away from Python's limit on digits (a ValueError for 4300+ digits).
+        if len(v) <= 20 and _INT_RE.match(v) and -LONG_MAX <= int(v) <= LONG_MAX:
+            return int(v)
+        return f
     raise InvalidValue(
         f"expected a double: a number with '.' as decimal separator such as -2.3, got {_show(v)}"
     )
@@ -115,7 +134,7 @@ def _to_epoch(v: Any) -> int:
     if isinstance(v, int) and not _is_bool(v):
         n = v
     elif isinstance(v, str) and _EPOCH_RE.match(v):
-        n = int(v)
+        n = _whole(v)
     else:
         raise InvalidValue(
             f"expected an epoch timestamp: a non-negative whole number of seconds, got {_show(v)}"
@@ -123,7 +142,7 @@ def _to_epoch(v: Any) -> int:
     if n < 0:
         raise InvalidValue(f"epoch timestamps cannot be negative, got {v}")
     if n > LONG_MAX:
-        raise InvalidValue(f"epoch timestamp out of range, got {v}")
+        raise InvalidValue(f"epoch timestamp out of range, got {_show(v)}")
     return n
 
 

@@ -69,9 +69,12 @@ CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, next_id INTEGER NOT 
 
 # The upsert that makes a profile write an attribute-level merge: given keys overwrite, JSON null
 # removes a key (RFC 7396 merge patch), keys not given stay. One statement, so it is atomic.
+# Parameters: (datasource_id, customer_id, patch JSON). The update patches with ?3 itself, not with
+# excluded.data: the inserted row was already patched onto '{}', which dropped the nulls that must
+# clear stored values.
 UPSERT_PROFILE_SQL = (
-    "INSERT INTO profiles (datasource_id, customer_id, data) VALUES (?, ?, json_patch('{}', ?)) "
-    "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, excluded.data)"
+    "INSERT INTO profiles (datasource_id, customer_id, data) VALUES (?1, ?2, json_patch('{}', ?3)) "
+    "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, ?3)"
 )
 
 # Tables emptied by a reset, children first.
@@ -120,11 +123,14 @@ class Store:
             yield self.db
 
     def _one(self, sql: str, params: tuple = ()) -> dict | None:
-        with self.lock:
-            rows = list(self.db.query(sql, params))
+        rows = self._all(sql, params)
         return rows[0] if rows else None
 
     def _all(self, sql: str, params: tuple = ()) -> list[dict]:
+        # An id outside SQLite's 64-bit range (a client can put any digits in a URL or JSON body)
+        # cannot match a row; answering "no rows" lets callers raise their usual NotFound/InvalidField.
+        if any(_is_int(p) and not _SQLITE_MIN <= p <= _SQLITE_MAX for p in params):
+            return []
         with self.lock:
             return list(self.db.query(sql, params))
 
@@ -758,6 +764,9 @@ def _optional_bool(fields: dict, name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise InvalidField(f"{name} must be true or false (a JSON boolean).", field=name)
     return value
+
+
+_SQLITE_MIN, _SQLITE_MAX = -(2**63), 2**63 - 1  # SQLite INTEGER range
 
 
 def _is_int(value: Any) -> bool:
