@@ -65,6 +65,16 @@ CREATE TABLE IF NOT EXISTS aliases (
     dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
     customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
+-- Bulk uploads through S3 (SPEC §7), in completion order (AUTOINCREMENT: ids are never reused, even
+-- across resets, so a stale spool file can never be mistaken for a newer upload's).
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL, dcp_service_id INTEGER NOT NULL,
+    datasource_id INTEGER NOT NULL, key TEXT NOT NULL, file_name TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, rows_total INTEGER NOT NULL DEFAULT 0, rows_stored INTEGER NOT NULL DEFAULT 0,
+    rows_rejected INTEGER NOT NULL DEFAULT 0, errors TEXT NOT NULL DEFAULT '[]',
+    warnings TEXT NOT NULL DEFAULT '[]', failure TEXT, received_at TEXT NOT NULL, started_at TEXT,
+    finished_at TEXT, spool TEXT, lines_done INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS uploads_unfinished ON uploads(status, id);
 """
 
 # The upsert that makes a profile write an attribute-level merge: given keys overwrite, JSON null
@@ -78,7 +88,7 @@ UPSERT_PROFILE_SQL = (
 )
 
 # Tables emptied by a reset, children first.
-STATE_TABLES = ("aliases", "profiles", "projects", "attributes", "datasources", "dcp_services", "tokens",
+STATE_TABLES = ("uploads", "aliases", "profiles", "projects", "attributes", "datasources", "dcp_services", "tokens",
                 "accounts", "sequence")
 
 
@@ -238,13 +248,7 @@ class Store:
         name = _required_string(fields, "name")
         with self.transaction() as db:
             if enforce_limit:
-                active = db.execute("SELECT count(*) FROM dcp_services WHERE account_id = ? AND archived = 0",
-                                    (account_id,)).fetchone()[0]
-                if active >= self.max_services_per_account:
-                    raise LimitExceeded(
-                        f"This account already has {active} DCP service(s); an account may have at most "
-                        f"{self.max_services_per_account}. Add tables to the existing service instead "
-                        "(GET /experiment/v1/dcp_services lists it).")
+                self._check_service_limit(db, account_id)
             sid = self.next_id(given.get("id"))
             access, secret = aws_key_pair("service", sid)
             ts = given.get("created") or now()
@@ -261,15 +265,37 @@ class Store:
         return self.get_service(account_id, sid)
 
     def update_service(self, account_id: int, service_id: int, fields: dict) -> dict:
-        """PUT dcp_services/{id}: rename."""
+        """PUT dcp_services/{id}: rename; ``archived`` false unarchives (with the tables archived with it)."""
         row = self._service_row(account_id, service_id)
-        _check_fields(fields, allowed={"name"}, readonly=_SERVICE_READONLY)
-        if row["archived"]:
-            raise Archived(f"DCP service {service_id} is archived; archived services can be read but not changed.")
+        _check_fields(fields, allowed={"name", "archived"}, readonly=_SERVICE_READONLY)
+        archived = _optional_bool(fields, "archived", bool(row["archived"]))
+        if row["archived"] and archived:
+            raise Archived(f"DCP service {service_id} is archived; archived services can be read but not changed "
+                           '(PUT {"archived": false} unarchives it).')
         name = _required_string(fields, "name") if "name" in fields else row["name"]
+        if not row["archived"] and archived:
+            self.delete_service(account_id, service_id)
+            return self.get_service(account_id, service_id)
+        ts = now()
         with self.transaction() as db:
-            db.execute("UPDATE dcp_services SET name = ?, last_modified = ? WHERE id = ?", (name, now(), service_id))
+            if row["archived"]:
+                self._check_service_limit(db, account_id)
+                # DELETE stamped the service and the tables it archived with one timestamp: restore those,
+                # not tables that had been archived on their own before.
+                db.execute("UPDATE datasources SET archived = 0, last_modified = ? WHERE dcp_service_id = ? AND "
+                           "archived = 1 AND last_modified = ?", (ts, service_id, row["last_modified"]))
+            db.execute("UPDATE dcp_services SET name = ?, archived = 0, last_modified = ? WHERE id = ?",
+                       (name, ts, service_id))
         return self.get_service(account_id, service_id)
+
+    def _check_service_limit(self, db: sqlite_utils.Database, account_id: int) -> None:
+        active = db.execute("SELECT count(*) FROM dcp_services WHERE account_id = ? AND archived = 0",
+                            (account_id,)).fetchone()[0]
+        if active >= self.max_services_per_account:
+            raise LimitExceeded(
+                f"This account already has {active} active DCP service(s); an account may have at most "
+                f"{self.max_services_per_account}. Add tables to the existing service instead "
+                "(GET /experiment/v1/dcp_services lists it), or archive it first (DELETE dcp_services/{id}).")
 
     def delete_service(self, account_id: int, service_id: int) -> None:
         """DELETE dcp_services/{id}: archive the service and all its tables."""
@@ -344,19 +370,31 @@ class Store:
         return self.get_datasource(account_id, did)
 
     def update_datasource(self, account_id: int, datasource_id: int, fields: dict) -> dict:
-        """PUT dcp_datasources/{id}: edit name, description and the customer id locator."""
+        """PUT dcp_datasources/{id}: edit name, description and the customer id locator; ``archived`` false
+        unarchives."""
         row = self._datasource_row(account_id, datasource_id)
-        _check_fields(fields, allowed=_DATASOURCE_EDITABLE, readonly=_DATASOURCE_READONLY)
-        self._check_writable_datasource(row)
-        if row["is_optimizely"] and fields:
-            raise InvalidField("The built-in Optimizely table cannot be edited.", field=next(iter(fields)))
+        _check_fields(fields, allowed=_DATASOURCE_EDITABLE | {"archived"}, readonly=_DATASOURCE_READONLY)
+        archived = _optional_bool(fields, "archived", bool(row["archived"]))
+        if archived == bool(row["archived"]):
+            fields.pop("archived", None)  # a PUT of what GET returned: no change asked
+        if row.get("service_archived"):
+            raise Archived(f"DCP service {row['dcp_service_id']} is archived; its tables can be read but not "
+                           'written (PUT {"archived": false} on the service unarchives it).')
+        if row["archived"] and archived:
+            raise Archived(f"Table {datasource_id} is archived; archived tables can be read but not written "
+                           '(PUT {"archived": false} unarchives it).')
+        changed = [k for k in fields if k != "archived" and fields[k] != row[k]]
+        if row["is_optimizely"] and (changed or "archived" in fields):
+            raise InvalidField("The built-in Optimizely table cannot be edited.",
+                               field=(changed or ["archived"])[0])
+        fields.pop("archived", None)
         values = _datasource_values(fields, current=row)
         with self.transaction() as db:
             db.execute(
                 "UPDATE datasources SET name = ?, description = ?, keyfield_locator_type = ?, "
-                "keyfield_locator_name = ?, last_modified = ? WHERE id = ?",
+                "keyfield_locator_name = ?, archived = ?, last_modified = ? WHERE id = ?",
                 (values["name"], values["description"], values["keyfield_locator_type"],
-                 values["keyfield_locator_name"], now(), datasource_id))
+                 values["keyfield_locator_name"], int(archived), now(), datasource_id))
         return self.get_datasource(account_id, datasource_id)
 
     def delete_datasource(self, account_id: int, datasource_id: int) -> None:
@@ -717,6 +755,111 @@ class Store:
             return {"secret": row["aws_secret_key"], "service_id": row["id"], "datasource_id": None,
                     "archived": bool(row["archived"]), "prefix": f"dcp/{row['id']}/"}
         return None
+
+
+    # ------------------------------------------------------------------ bulk uploads (SPEC §7)
+    def import_target(self, service_id: int, datasource_id: int) -> dict | None:
+        """The table an S3 path dcp/{service_id}/{datasource_id}/ names, with both archived flags, or None."""
+        return self._one(
+            "SELECT d.id, d.dcp_service_id, d.archived, d.is_optimizely, s.account_id, "
+            "s.archived AS service_archived FROM datasources d JOIN dcp_services s ON s.id = d.dcp_service_id "
+            "WHERE d.id = ? AND d.dcp_service_id = ?", (datasource_id, service_id))
+
+    def import_template(self, datasource_id: int) -> list[str]:
+        """The header row of a table's template CSV: customerId, then every non-archived attribute name."""
+        if self._one("SELECT id FROM datasources WHERE id = ?", (datasource_id,)) is None:
+            raise NotFound(f"No table (datasource) with id {datasource_id}.")
+        return ["customerId"] + [a["name"] for a in self.active_attributes(datasource_id)]
+
+    def record_upload(self, account_id: int, service_id: int, datasource_id: int, key: str, size_bytes: int,
+                      spool: str) -> dict:
+        """A completed S3 object under a table path becomes a pending upload (queued in completion order)."""
+        file_name = key.rsplit("/", 1)[-1]
+        with self.transaction() as db:
+            earlier = db.execute(
+                "SELECT id FROM uploads WHERE datasource_id = ? AND file_name = ? AND status IN ('pending', "
+                "'processing') ORDER BY id", (datasource_id, file_name)).fetchall()
+            warnings = [
+                f"An earlier upload of {file_name!r} to this table (id {row[0]}) had not been processed yet when "
+                "this one arrived. The vendor warns that re-using a file name before the earlier file is "
+                "processed can reorder updates; the emulator processes uploads in completion order."
+                for row in earlier]
+            cur = db.execute(
+                "INSERT INTO uploads (account_id, dcp_service_id, datasource_id, key, file_name, size_bytes, status, "
+                "warnings, received_at, spool) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                (account_id, service_id, datasource_id, key, file_name, size_bytes, json.dumps(warnings), now(),
+                 spool))
+            upload_id = cur.lastrowid
+        return self.get_upload(upload_id)
+
+    @staticmethod
+    def _upload_out(row: dict) -> dict:
+        return {
+            "id": row["id"], "dcp_service_id": row["dcp_service_id"], "datasource_id": row["datasource_id"],
+            "key": row["key"], "file_name": row["file_name"], "size_bytes": row["size_bytes"],
+            "status": row["status"], "rows_total": row["rows_total"], "rows_stored": row["rows_stored"],
+            "rows_rejected": row["rows_rejected"], "errors": json.loads(row["errors"]),
+            "errors_total": row["rows_rejected"] + (1 if row["failure"] else 0),
+            "failure": row["failure"], "warnings": json.loads(row["warnings"]),
+            "received_at": row["received_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
+        }
+
+    def list_uploads(self, datasource_id: int | None = None) -> list[dict]:
+        """Upload History: every upload (or one table's), oldest first."""
+        if datasource_id is None:
+            rows = self._all("SELECT * FROM uploads ORDER BY id")
+        else:
+            rows = self._all("SELECT * FROM uploads WHERE datasource_id = ? ORDER BY id", (datasource_id,))
+        return [self._upload_out(r) for r in rows]
+
+    def get_upload(self, upload_id: int) -> dict:
+        """One upload of the Upload History."""
+        row = self._one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+        if row is None:
+            raise NotFound(f"No upload with id {upload_id}.")
+        return self._upload_out(row)
+
+    def next_upload_to_process(self) -> dict | None:
+        """The oldest unfinished upload's internal row (a 'processing' one is resumed after a restart)."""
+        return self._one("SELECT * FROM uploads WHERE status IN ('pending', 'processing') ORDER BY id LIMIT 1")
+
+    def count_unfinished_uploads(self) -> int:
+        """How many uploads are pending or processing."""
+        return self._one("SELECT count(*) AS n FROM uploads WHERE status IN ('pending', 'processing')")["n"]
+
+    def start_upload(self, upload_id: int) -> bool:
+        """Mark an upload processing (keeping the first start time on resume); False if it is gone."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE uploads SET status = 'processing', started_at = coalesce(started_at, ?) "
+                             "WHERE id = ? AND status IN ('pending', 'processing')", (now(), upload_id))
+            return cur.rowcount == 1
+
+    def apply_upload_batch(self, upload_id: int, rows: list[tuple], progress: dict) -> bool:
+        """Upsert a batch of (datasource_id, customer_id, patch JSON) rows and record the upload's progress
+        in the same transaction, so a crash never separates the two. False (nothing written) when the
+        upload is no longer processing (the emulator was reset meanwhile)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM uploads WHERE id = ?", (upload_id,)).fetchone()
+            if row is None or row[0] != "processing":
+                return False
+            if rows:
+                db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+            db.execute("UPDATE uploads SET lines_done = ?, rows_total = ?, rows_stored = ?, rows_rejected = ?, "
+                       "errors = ? WHERE id = ?",
+                       (progress["lines_done"], progress["rows_total"], progress["rows_stored"],
+                        progress["rows_rejected"], json.dumps(progress["errors"]), upload_id))
+        return True
+
+    def finish_upload(self, upload_id: int, status: str, failure: str | None = None,
+                      errors: list[dict] | None = None) -> None:
+        """Give an unfinished upload its final status (and, for a failure, the reason)."""
+        with self.transaction() as db:
+            sets, params = ["status = ?", "finished_at = ?", "failure = ?", "spool = NULL"], [status, now(), failure]
+            if errors is not None:
+                sets.append("errors = ?")
+                params.append(json.dumps(errors))
+            db.execute(f"UPDATE uploads SET {', '.join(sets)} WHERE id = ? AND status IN ('pending', 'processing')",
+                       (*params, upload_id))
 
 
 # ---------------------------------------------------------------------- field helpers

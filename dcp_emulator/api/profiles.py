@@ -18,6 +18,15 @@ def _store():
     return emulator().store
 
 
+def _key(path_id: str) -> str:
+    """A customer/user id from a <path:...> URL part, without the optional trailing slash.
+
+    Ids may contain '/' (a %2F is decoded before routing), so they are matched as paths; the path
+    then swallows the trailing slash every route accepts, and ``cust-1/`` must mean ``cust-1``.
+    """
+    return path_id[:-1] if path_id.endswith("/") else path_id
+
+
 def _data(body: dict) -> object:
     extra = [k for k in body if k != "data"]
     if extra:
@@ -30,24 +39,25 @@ def _data(body: dict) -> object:
 @route(bp, _PROFILE, methods=["POST"])
 def write_profile(service_id: int, datasource_id: int, customer_id: str):
     body = _data(json_object())
-    out = _store().write_profile(principal().account_id, service_id, datasource_id, customer_id, body)
+    out = _store().write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 201
 
 
 @route(bp, _PROFILE, methods=["GET"])
 def read_profile(service_id: int, datasource_id: int, customer_id: str):
-    return jsonify(_store().read_profile(principal().account_id, service_id, datasource_id, customer_id))
+    return jsonify(_store().read_profile(principal().account_id, service_id, datasource_id, _key(customer_id)))
 
 
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     body = _data(json_object())
-    return jsonify(_store().write_alias(principal().account_id, service_id, datasource_id, user_id, body)), 201
+    out = _store().write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
+    return jsonify(out), 201
 
 
 @route(bp, _ALIAS, methods=["GET"])
 def read_alias(service_id: int, datasource_id: int, user_id: str):
-    return jsonify(_store().read_alias(principal().account_id, service_id, datasource_id, user_id))
+    return jsonify(_store().read_alias(principal().account_id, service_id, datasource_id, _key(user_id)))
 
 
 @route(bp, "/consolidatedCustomerView/<int:service_id>/<user_id>", methods=["GET"])
@@ -57,4 +67,4 @@ def consolidated_view(service_id: int, user_id: str):
 
 @route(bp, "/consolidatedCustomerView/<int:service_id>/<int:datasource_id>/<path:user_id>", methods=["GET"])
 def consolidated_view_in_table(service_id: int, datasource_id: int, user_id: str):
-    return jsonify(_store().consolidated_view(principal().account_id, service_id, user_id, datasource_id))
+    return jsonify(_store().consolidated_view(principal().account_id, service_id, _key(user_id), datasource_id))
