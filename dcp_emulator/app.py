@@ -104,6 +104,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # werkzeug would answer "a//b" with a 308: never redirect
     emulator = Emulator(config)
     app.extensions["dcp_emulator"] = emulator
 

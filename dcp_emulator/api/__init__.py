@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable
 
 from flask import Blueprint, current_app, g, request
@@ -37,17 +38,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _parse_float(text: str) -> float:
+    # 1e400 would silently become inf, which JSON cannot express and no DCP value accepts.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is out of range (larger than about 1.8e308)")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    # No DCP field holds more than 19 digits; refuse absurd ones before Python's own digit limit
+    # produces a message about sys.set_int_max_str_digits().
+    if len(text) > 400:
+        raise ValueError(f"the number {text[:20]}... has {len(text.lstrip('-'))} digits, too large for any field")
+    return int(text)
+
+
 def json_object() -> dict:
     """The request body as a JSON object, or a 400/415 that says what is wrong with it."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        raise InvalidJson("The request body is empty; send a JSON object with Content-Type: application/json.")
+    # The type first: a form body has already been consumed by the auth check, and would look empty.
     mimetype = request.mimetype or ""
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {mimetype!r} is not supported; send the body as JSON with "
                                    "Content-Type: application/json.")
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidJson("The request body is empty; send a JSON object with Content-Type: application/json.")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_parse_float,
+                          parse_int=_parse_int)
     except UnicodeDecodeError:
         raise InvalidJson("The request body is not UTF-8 text.") from None
     except json.JSONDecodeError as e:
@@ -55,7 +74,19 @@ def json_object() -> dict:
     except (ValueError, RecursionError) as e:
         raise InvalidJson(f"The request body is not valid JSON: {e}.") from None
     if not isinstance(body, dict):
-        raise InvalidJson(f"The request body must be a JSON object, got a JSON {type(body).__name__}.")
+        kind = {"list": "array", "str": "string", "int": "number", "float": "number", "bool": "boolean",
+                "NoneType": "null"}.get(type(body).__name__, type(body).__name__)
+        raise InvalidJson(f"The request body must be a JSON object, got a JSON {kind}.")
+    try:
+        # "\ud800" escapes decode to lone surrogates: not Unicode text, and unstorable in SQLite.
+        # Only a \uD8xx-\uDFxx escape can produce one, so most bodies skip the check.
+        if b"\\ud" in raw.lower():
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise InvalidJson("The request body is nested too deeply.") from None
+    except UnicodeEncodeError:
+        raise InvalidJson("The request body contains a \\uXXXX escape of a lone UTF-16 surrogate; JSON strings "
+                          "must be valid Unicode (escape characters above U+FFFF as a surrogate pair).") from None
     return body
 
 
