@@ -116,6 +116,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(profiles_bp, url_prefix="/api")
     app.register_blueprint(control_bp, url_prefix="/_emulator")
 
+    from .s3 import install as install_bulk_import
+
+    install_bulk_import(app, emulator)  # S3 endpoint on this app's port, ingest worker, /_emulator/uploads
+
     @app.before_request
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex

@@ -1,0 +1,468 @@
+"""The S3 import endpoint (SPEC §7): moto's S3 served on the emulator's own port, behind SigV4 checks.
+
+``S3Gateway.middleware`` wraps the Flask app's WSGI callable. Requests for the bucket (path style
+``/optimizely-import/...``, virtual-host style ``Host: optimizely-import.<host>``) or any other
+SigV4-signed request outside the emulator's own route prefixes go to moto's S3 WSGI app; everything
+else goes to Flask. Before moto sees a request we
+
+* verify its SigV4 signature (header or presigned-query form) with botocore's own signer, using the
+  secret of the table or service that issued the access key;
+* check the path against the key's scope (table key: ``dcp/{service}/{table}/``, service key:
+  ``dcp/{service}/``) and the object size against ``config.max_object_bytes``;
+
+and answer S3's XML ``AccessDenied`` / ``EntityTooLarge`` otherwise, so nothing is stored. After moto
+answered 200 to a PutObject/CopyObject or CompleteMultipartUpload under a table path, the object is
+spooled to disk and queued as an upload before the client gets its answer.
+
+Isolation: moto's backends are process-global, keyed by AWS account id. Each gateway has its own
+random 12-digit account id, injected into every request as ``x-moto-account-id``, and its own bucket
+object in that account, so several emulators in one process never see each other's objects.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, quote
+from xml.sax.saxutils import escape
+
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+
+from .ingest import Ingestor
+from .store import Store
+
+log = logging.getLogger("dcp_emulator.s3")
+
+IMPORT_BUCKET = "optimizely-import"
+# Paths that always belong to the emulator's own APIs, never to S3 (an S3 client could never send them
+# for our only bucket anyway).
+OWN_PREFIXES = ("/experiment/", "/api/", "/_emulator/", "/oauth2/")
+# Query parameters that make a PUT on a key something other than writing the object's bytes.
+_PUT_SUBRESOURCES = {"partNumber", "uploadId", "acl", "tagging", "retention", "legal-hold", "restore"}
+_TABLE_KEY_RE = re.compile(r"dcp/([0-9]+)/([0-9]+)/(.+)\Z", re.S)
+_DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) so the client sees our answer
+
+
+class S3Error(Exception):
+    """An S3 error answered as S3's XML error document."""
+
+    def __init__(self, code: str, message: str, status: int = 403, **extra: Any):
+        super().__init__(message)
+        self.code, self.message, self.status, self.extra = code, message, status, extra
+
+
+def _denied(message: str) -> S3Error:
+    return S3Error("AccessDenied", message, 403)
+
+
+def _restricted(signer_class: type) -> type:
+    """botocore's SigV4 signer class, signing exactly the headers the client says it signed."""
+
+    class Restricted(signer_class):
+        def __init__(self, credentials: Credentials, service: str, region: str, signed: list[str]):
+            super().__init__(credentials, service, region)
+            self._signed = signed
+
+        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:  # noqa: D102 - botocore hook
+            headers = HTTPHeaders()
+            for name in self._signed:
+                headers[name] = request.headers.get(name, "")
+            return headers
+
+    return Restricted
+
+
+_HeaderAuth = _restricted(S3SigV4Auth)
+_QueryAuth = _restricted(S3SigV4QueryAuth)
+
+
+def _header(environ: dict, name: str) -> str | None:
+    key = name.upper().replace("-", "_")
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return environ.get(key)
+    return environ.get("HTTP_" + key)
+
+
+class S3Gateway:
+    """One emulator's S3 endpoint: its moto account, bucket, request checks and completion hook."""
+
+    def __init__(self, store: Store, ingestor: Ingestor, max_object_bytes: int):
+        from moto.s3.models import FakeBucket, s3_backends
+        from moto.server import create_backend_app
+
+        self.store = store
+        self.ingestor = ingestor
+        self.max_object_bytes = max_object_bytes
+        self.account_id = str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, random per emulator
+        self._moto_app = create_backend_app("s3")
+        self._backend = s3_backends[self.account_id]["aws"]
+        # Not backend.create_bucket(): moto keeps one global bucket namespace and would refuse the
+        # same name in a second emulator's account. A bucket object of our own in our account's
+        # backend is found first by every lookup of this account.
+        self._backend.buckets[IMPORT_BUCKET] = FakeBucket(name=IMPORT_BUCKET, account_id=self.account_id,
+                                                          region_name="us-east-1")
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def bucket(self):
+        """moto's bucket object of this emulator."""
+        return self._backend.buckets[IMPORT_BUCKET]
+
+    def reset(self) -> None:
+        """Empty the bucket (objects and unfinished multipart uploads), releasing their buffers."""
+        bucket = self.bucket
+        for _name, versions in list(bucket.keys.iterlists()):
+            for key in versions:
+                _dispose(key)
+        bucket.keys.clear()
+        for multipart in list(bucket.multiparts.values()):
+            multipart.dispose()
+        bucket.multiparts.clear()
+
+    def close(self) -> None:
+        """Empty the bucket and drop this emulator's moto account."""
+        self.reset()
+        from moto.s3.models import s3_backends
+
+        try:
+            del s3_backends[self.account_id]
+        except KeyError:
+            pass
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when the bucket exists in moto."""
+        return IMPORT_BUCKET in self._backend.buckets, f"bucket {IMPORT_BUCKET} (moto account {self.account_id})"
+
+    # ------------------------------------------------------------------ routing
+    def middleware(self, app: Callable) -> Callable:
+        """A WSGI callable sending S3 requests here and everything else to ``app``."""
+
+        def dispatch(environ: dict, start_response: Callable) -> Iterable[bytes]:
+            if self.is_s3_request(environ):
+                return self(environ, start_response)
+            return app(environ, start_response)
+
+        return dispatch
+
+    @staticmethod
+    def is_s3_request(environ: dict) -> bool:
+        """Whether a request is meant for the S3 endpoint rather than the emulator's HTTP APIs."""
+        path = environ.get("PATH_INFO") or "/"
+        if path.startswith(OWN_PREFIXES):
+            return False
+        host = (environ.get("HTTP_HOST") or "").lower()
+        if host.startswith(IMPORT_BUCKET + "."):
+            return True
+        if path == "/" + IMPORT_BUCKET or path.startswith("/" + IMPORT_BUCKET + "/"):
+            return True
+        auth = environ.get("HTTP_AUTHORIZATION") or ""
+        query = environ.get("QUERY_STRING") or ""
+        return auth.startswith(("AWS4-HMAC-SHA256", "AWS ")) or "X-Amz-Signature=" in query \
+            or "AWSAccessKeyId=" in query
+
+    # ------------------------------------------------------------------ one S3 request
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request_id = uuid.uuid4().hex[:16].upper()
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        bucket, key = self._bucket_and_key(environ)
+        resource = "/" + (bucket or "") + ("/" + key if key else "")
+        try:
+            query = dict(parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True))
+            owner = self._authenticate(environ, method)
+            target = self._authorize(owner, method, bucket, key, query, environ)
+            self._check_size(method, bucket, key, query, environ)
+        except S3Error as e:
+            if e.status != 400 or e.code != "EntityTooLarge":
+                _drain(environ)
+            return self._error(start_response, e, resource, request_id, method)
+        previous = self.bucket.keys.get(key) if key and bucket == IMPORT_BUCKET else None
+        environ = dict(environ)
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list, exc_info: Any = None):
+            captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
+            return lambda data: None  # moto (Flask) never uses write()
+
+        try:
+            body = self._moto_app(environ, capture)
+            status = int(captured["status"].split()[0])
+            if status == 200 and target is not None and self._completes_object(method, query):
+                body = list(body)  # moto has finished; the object is in the bucket now
+                self._object_completed(target, key, previous)
+        except S3Error as e:
+            return self._error(start_response, e, resource, request_id, method)
+        except Exception as e:  # a failure inside moto or while spooling: S3's InternalError, logged
+            log.exception("S3 request %s %s failed", method, resource)
+            return self._error(start_response, S3Error("InternalError", f"Internal emulator error "
+                               f"({type(e).__name__}: {e}); this is a bug in dcp-emulator.", 500),
+                               resource, request_id, method)
+        start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
+        return body
+
+    @staticmethod
+    def _bucket_and_key(environ: dict) -> tuple[str | None, str]:
+        # PATH_INFO is the percent-decoded path as latin-1 code points (PEP 3333); keys are UTF-8.
+        path = (environ.get("PATH_INFO") or "/").encode("latin-1").decode("utf-8", "replace")
+        host = (environ.get("HTTP_HOST") or "").lower()
+        if host.startswith(IMPORT_BUCKET + "."):
+            return IMPORT_BUCKET, path[1:]
+        bucket, _, key = path[1:].partition("/")
+        return (bucket or None), key
+
+    @staticmethod
+    def _completes_object(method: str, query: dict) -> bool:
+        if method == "PUT":
+            return not (_PUT_SUBRESOURCES & query.keys())
+        return method == "POST" and "uploadId" in query
+
+    # ------------------------------------------------------------------ authentication (SigV4)
+    def _authenticate(self, environ: dict, method: str) -> dict:
+        """The issuer of the request's access key, after checking the SigV4 signature."""
+        auth = environ.get("HTTP_AUTHORIZATION") or ""
+        query = parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True)
+        params = dict(query)
+        if auth.startswith("AWS4-HMAC-SHA256 "):
+            fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",")
+                          if "=" in part)
+            credential, signed, signature = fields.get("Credential"), fields.get("SignedHeaders"), \
+                fields.get("Signature")
+            timestamp = _header(environ, "x-amz-date") or ""
+            presigned = False
+        elif params.get("X-Amz-Algorithm") == "AWS4-HMAC-SHA256" or "X-Amz-Signature" in params:
+            credential, signed, signature = (params.get("X-Amz-Credential"), params.get("X-Amz-SignedHeaders"),
+                                             params.get("X-Amz-Signature"))
+            timestamp = params.get("X-Amz-Date") or ""
+            presigned = True
+        elif auth.startswith("AWS ") or "AWSAccessKeyId" in params:
+            raise _denied("Signature Version 2 is not accepted: sign requests with Signature Version 4 "
+                          "(AWS4-HMAC-SHA256); for presigned URLs from boto3 create the client with "
+                          "botocore.config.Config(signature_version='s3v4').")
+        else:
+            raise _denied("Anonymous request: S3 requests must be signed (SigV4) with the aws_access_key and "
+                          "aws_secret_key of the table (or DCP service) you upload to.")
+        if not (credential and signed and signature and timestamp):
+            raise _denied("Malformed SigV4 authorization: Credential, SignedHeaders, Signature and X-Amz-Date "
+                          "are all required.")
+        scope = credential.split("/")
+        if len(scope) != 5 or scope[4] != "aws4_request":
+            raise _denied(f"Malformed SigV4 credential scope {credential!r}: expected "
+                          "ACCESS_KEY/YYYYMMDD/REGION/s3/aws4_request.")
+        access_key, _date, region, service, _ = scope
+        owner = self.store.resolve_aws_key(access_key)
+        if owner is None:
+            raise _denied(f"Unknown AWS access key {access_key!r}: it was not issued by this emulator. Use the "
+                          "aws_access_key of the table (GET /experiment/v1/dcp_datasources/{id}) or DCP service.")
+        expected = self._signature(environ, method, owner["secret"], access_key, region, service,
+                                   signed.split(";"), timestamp, presigned)
+        if not hmac.compare_digest(expected, signature):
+            raise _denied(f"Signature mismatch for access key {access_key!r}: the request was not signed with "
+                          "this key's secret (check aws_secret_key), or it was altered after signing.")
+        if presigned:
+            _check_expiry(timestamp, params.get("X-Amz-Expires"))
+        return {**owner, "access_key": access_key}
+
+    @staticmethod
+    def _signature(environ: dict, method: str, secret: str, access_key: str, region: str, service: str,
+                   signed: list[str], timestamp: str, presigned: bool) -> str:
+        """The signature botocore computes for this request, as the client should have signed it."""
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if not raw_uri:
+            raw_uri = quote(environ.get("PATH_INFO") or "/", safe="/~%")
+            if environ.get("QUERY_STRING"):
+                raw_uri += "?" + environ["QUERY_STRING"]
+        path, _, raw_query = raw_uri.partition("?")
+        if presigned:  # the signature covers every query parameter except itself
+            raw_query = "&".join(p for p in raw_query.split("&") if not p.startswith("X-Amz-Signature="))
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        url = f"http://{host}{path}" + (f"?{raw_query}" if raw_query else "")
+        headers = {}
+        for name in signed:
+            value = host if name == "host" else _header(environ, name)
+            headers[name] = value if value is not None else ""
+        request = AWSRequest(method=method, url=url, headers=headers)
+        request.context["timestamp"] = timestamp
+        auth_cls = _QueryAuth if presigned else _HeaderAuth
+        signer = auth_cls(Credentials(access_key, secret), service, region, signed)
+        canonical = signer.canonical_request(request)
+        return signer.signature(signer.string_to_sign(request, canonical), request)
+
+    # ------------------------------------------------------------------ authorization (scope)
+    def _authorize(self, owner: dict, method: str, bucket: str | None, key: str, query: dict,
+                   environ: dict) -> dict | None:
+        """Check the request against the key's scope; returns the target table for object writes."""
+        prefix = owner["prefix"]
+        whose = (f"table {owner['datasource_id']}" if owner["datasource_id"] is not None
+                 else f"DCP service {owner['service_id']}")
+        may = f"The access key of {whose} may only write and list under s3://{IMPORT_BUCKET}/{prefix}"
+        if owner["archived"]:
+            raise _denied(f"{whose[0].upper() + whose[1:]} is archived: its access key can no longer upload. "
+                          "Unarchived tables and services keep their keys.")
+        if bucket is None:
+            if method == "GET":
+                return None  # ListBuckets: shows the one bucket
+            raise _denied(f"{method} on the service endpoint is not allowed. {may}.")
+        if bucket != IMPORT_BUCKET:
+            raise _denied(f"Bucket {bucket!r} is not the import bucket. {may}.")
+        if not key:
+            if method == "HEAD" or (method == "GET" and "location" in query):
+                return None  # HeadBucket / GetBucketLocation
+            if method == "GET" and not (query.keys() - {"list-type", "prefix", "delimiter", "max-keys", "marker",
+                                                        "continuation-token", "start-after", "encoding-type",
+                                                        "fetch-owner", "uploads", "key-marker",
+                                                        "upload-id-marker", "max-uploads"}):
+                listed = query.get("prefix", "")
+                if not listed.startswith(prefix):
+                    raise _denied(f"Listing prefix {listed!r} is outside this key's scope. {may} (list with "
+                                  f"prefix {prefix!r} or below).")
+                return None
+            raise _denied(f"This bucket-level operation is not allowed. {may}.")
+        if not key.startswith(prefix):
+            raise _denied(f"Access to {key!r} denied. {may}.")
+        copy_source = _header(environ, "x-amz-copy-source")
+        if copy_source:
+            src = _copy_source_key(copy_source)
+            if src is None or not src.startswith(prefix):
+                raise _denied(f"Copy source {copy_source!r} is outside this key's scope. {may}.")
+        if method not in ("PUT", "POST"):
+            return None
+        m = _TABLE_KEY_RE.match(key)
+        if not m:
+            raise _denied(f"Objects must be written under a table's path, s3://{IMPORT_BUCKET}/dcp/{{service_id}}/"
+                          f"{{table_id}}/FILE; {key!r} is not. {may}.")
+        service_id, datasource_id = int(m[1]), int(m[2])
+        target = self.store.import_target(service_id, datasource_id)
+        if target is None:
+            raise _denied(f"{key!r}: table {datasource_id} is not a table of DCP service {service_id}, so there is "
+                          "nothing to import into.")
+        if target["archived"] or target["service_archived"]:
+            raise _denied(f"Table {datasource_id} is archived (or its DCP service is): archived tables accept no "
+                          "uploads, and nothing was stored.")
+        return target
+
+    def _check_size(self, method: str, bucket: str | None, key: str, query: dict, environ: dict) -> None:
+        if method == "PUT":
+            size = _header(environ, "x-amz-decoded-content-length") or environ.get("CONTENT_LENGTH") or "0"
+            try:
+                proposed = int(size)
+            except ValueError:
+                raise S3Error("InvalidArgument", f"Invalid Content-Length {size!r}.", 400) from None
+            if proposed > self.max_object_bytes:
+                raise _too_large(proposed, self.max_object_bytes)
+        elif method == "POST" and key and "uploadId" in query:
+            multipart = self.bucket.multiparts.get(query["uploadId"])
+            if multipart is not None:
+                total = sum(part.size for part in list(multipart.parts.values()))
+                if total > self.max_object_bytes:
+                    raise _too_large(total, self.max_object_bytes)
+
+    # ------------------------------------------------------------------ completion -> upload
+    def _object_completed(self, target: dict, key: str, previous: Any) -> None:
+        """Spool the object moto now holds and queue it as an upload (before the client hears 200)."""
+        fake_key = self._backend.get_object(IMPORT_BUCKET, key)
+        if fake_key is None:
+            raise RuntimeError(f"moto answered 200 but has no object {key!r}")
+        # Read moto's spooled buffer in chunks under the key's lock, never the whole ``value``.
+        with fake_key.lock:
+            buffer = fake_key._value_buffer
+            buffer.seek(0)
+            spool, size = self.ingestor.spool(buffer)
+        # moto keeps the parts of a completed multipart upload alive next to the assembled object, and
+        # an overwritten object alive forever (its instance tracker): release their buffers now.
+        if getattr(fake_key, "multipart", None) is not None:
+            fake_key.multipart.dispose()
+            fake_key.multipart = None
+        if previous is not None and previous is not fake_key:
+            _dispose(previous)
+        self.ingestor.enqueue(target["account_id"], target["dcp_service_id"], target["id"], key, spool, size)
+
+    # ------------------------------------------------------------------ errors
+    @staticmethod
+    def _error(start_response: Callable, err: S3Error, resource: str, request_id: str,
+               method: str) -> Iterable[bytes]:
+        extra = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in err.extra.items())
+        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{err.code}</Code>'
+                f"<Message>{escape(err.message)}</Message>{extra}<Resource>{escape(resource)}</Resource>"
+                f"<RequestId>{request_id}</RequestId><HostId>dcp-emulator</HostId></Error>").encode()
+        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(err.status, "Error")
+        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+                   ("Content-Length", str(len(body)))]
+        if err.code == "EntityTooLarge":
+            headers.append(("Connection", "close"))  # the (possibly huge) body is not read
+        start_response(f"{err.status} {reason}", headers)
+        return [] if method == "HEAD" else [body]
+
+
+def _too_large(proposed: int, limit: int) -> S3Error:
+    return S3Error("EntityTooLarge", f"Your proposed upload ({proposed} bytes) exceeds the maximum allowed object "
+                   f"size of {limit} bytes.", 400, ProposedSize=proposed, MaxSizeAllowed=limit)
+
+
+def _copy_source_key(copy_source: str) -> str | None:
+    from urllib.parse import unquote
+
+    source = unquote(copy_source.split("?", 1)[0]).lstrip("/")
+    bucket, _, key = source.partition("/")
+    return key if bucket == IMPORT_BUCKET else None
+
+
+def _check_expiry(timestamp: str, expires: str | None) -> None:
+    try:
+        signed_at = _dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+        seconds = int(expires or "604800")
+    except ValueError:
+        raise _denied(f"Malformed X-Amz-Date {timestamp!r} or X-Amz-Expires {expires!r}.") from None
+    if _dt.datetime.now(_dt.timezone.utc) > signed_at + _dt.timedelta(seconds=seconds):
+        raise _denied(f"Request has expired: the presigned URL was valid for {seconds} s from {timestamp}.")
+
+
+def _dispose(fake_key: Any) -> None:
+    try:
+        fake_key.dispose()
+    except Exception:  # disposing only closes buffers; a failure there must not fail the request
+        pass
+
+
+def _drain(environ: dict) -> None:
+    """Read and drop a refused request's body, so the client reads our error instead of a reset socket."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if length <= 0 or length > _DRAIN_LIMIT:
+        return
+    stream = environ.get("wsgi.input")
+    while length > 0 and stream is not None:
+        chunk = stream.read(min(length, 1 << 20))
+        if not chunk:
+            break
+        length -= len(chunk)
+
+
+def install(app: Any, emulator: Any) -> S3Gateway:
+    """Give an emulator its bulk import: ingest worker, S3 endpoint on the app's port, upload endpoints."""
+    from .api.uploads import bp as uploads_bp
+
+    config = emulator.config
+    ingestor = Ingestor(emulator.store, db_path=config.db, batch_rows=config.ingest_batch_rows,
+                        error_limit=config.upload_error_limit)
+    gateway = S3Gateway(emulator.store, ingestor, config.max_object_bytes)
+    emulator.ingestor, emulator.s3 = ingestor, gateway
+    emulator.add_close_hook(ingestor.close)  # close hooks run in reverse: S3 stops first, then the worker
+    emulator.add_close_hook(gateway.close)
+    emulator.add_reset_hook(gateway.reset)
+    emulator.add_reset_hook(ingestor.reset)
+    emulator.add_readiness_check("s3", gateway.readiness)
+    emulator.add_readiness_check("ingest", ingestor.readiness)
+    app.register_blueprint(uploads_bp, url_prefix="/_emulator")
+    app.wsgi_app = gateway.middleware(app.wsgi_app)
+    ingestor.start()
+    return gateway
