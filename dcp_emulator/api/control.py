@@ -27,6 +27,8 @@ def info():
         "base_url": base,
         "rest_api_url": f"{base}/experiment/v1",
         "profile_api_url": f"{base}/api",
+        "s3_endpoint_url": base,  # S3 is served on the same port (see dcp_emulator/s3.py)
+        "import_bucket": "optimizely-import",
         "default_account_id": emu.default_account_id,
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
