@@ -1,10 +1,18 @@
-"""The emulator's own control plane under /_emulator/ (no authentication): health, info, ..."""
+"""The emulator's own control plane under /_emulator/ (no authentication): health, info, reset, seed,
+state export, snapshots, request journal and fault injection."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+import time
 
-from . import emulator, route
+from flask import Blueprint, Response, jsonify, request
+
+from ..errors import InvalidField, NotFound, SeedError
+from ..seed import InvalidSeed, dump_yaml, export_state, parse_seed
+from . import emulator, json_object, route
+
+MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
 
 bp = Blueprint("control", __name__)
 
@@ -33,3 +41,131 @@ def info():
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
     })
+
+
+def _optional_body() -> dict:
+    """The JSON object body if one was sent, else {} (these endpoints work with no body at all)."""
+    return json_object() if request.get_data(cache=True).strip() else {}
+
+
+@route(bp, "/reset", methods=["POST"])
+def reset():
+    """Back to the start-up state (or {"snapshot": name}); also clears the journal, faults, S3 and uploads."""
+    name = request.args.get("snapshot") or _optional_body().get("snapshot")
+    if name is not None and not isinstance(name, str):
+        raise InvalidField("snapshot must be the name of a saved snapshot.", field="snapshot")
+    started = time.perf_counter()
+    emulator().reset(name)
+    return jsonify({"status": "reset", "snapshot": name,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)})
+
+
+@route(bp, "/seed", methods=["POST"])
+def seed():
+    """Add a seed's state (YAML body, or JSON with Content-Type: application/json); ?reset=true resets first."""
+    request.max_content_length = MAX_SEED_BYTES
+    raw = request.get_data(cache=True)
+    source = "request body"
+    try:
+        if request.mimetype == "application/json":
+            try:
+                data = json.loads(raw.decode("utf-8-sig") or "{}")
+            except (UnicodeDecodeError, ValueError) as e:
+                raise SeedError(source, "", f"invalid JSON: {e}") from None
+        else:
+            data = parse_seed(raw, source)
+        if request.args.get("reset", "").lower() in ("1", "true", "yes"):
+            emulator().reset()
+        counts = emulator().apply_seed(data, source=source)
+    except SeedError as e:
+        raise InvalidSeed(f"Invalid seed: {e}", field=e.path or None) from None
+    return jsonify({"status": "seeded", "created": counts}), 201
+
+
+@route(bp, "/state", methods=["GET"])
+def state():
+    """The whole state as a seed: YAML, or JSON with ?format=json or Accept: application/json."""
+    fmt = request.args.get("format")
+    if fmt is None:
+        best = request.accept_mimetypes.best_match(["application/yaml", "application/json"], default=None)
+        fmt = "json" if best == "application/json" and request.accept_mimetypes.quality("application/yaml") == 0 \
+            else "yaml"
+    if fmt not in ("yaml", "json"):
+        raise InvalidField(f"format must be yaml or json, got {fmt!r}.", field="format")
+    data = export_state(emulator().store)
+    if fmt == "json":
+        return jsonify(data)
+    header = f"# dcp-emulator {emulator().version} state export; load it with --seed FILE or POST /_emulator/seed\n"
+    return Response(header + dump_yaml(data), mimetype="application/yaml")
+
+
+@route(bp, "/snapshots", methods=["GET"])
+def list_snapshots():
+    """Names of the saved snapshots."""
+    return jsonify({"snapshots": emulator().snapshot_names()})
+
+
+@route(bp, "/snapshots", methods=["POST"])
+def save_snapshot():
+    """Save the current state as {"name": ...}; POST /_emulator/reset {"snapshot": name} returns to it."""
+    name = json_object().get("name")
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise InvalidField("name is required: a string of 1 to 200 characters.", field="name")
+    emulator().save_snapshot(name)
+    return jsonify({"name": name}), 201
+
+
+@route(bp, "/snapshots/<path:name>", methods=["DELETE"])
+def delete_snapshot(name: str):
+    """Forget a saved snapshot."""
+    if not emulator().delete_snapshot(name.rstrip("/")):
+        raise NotFound(f"No snapshot named {name!r}.")
+    return "", 204
+
+
+@route(bp, "/requests", methods=["GET"])
+def list_requests():
+    """Journaled API requests, oldest first; filters: method, path (regex), status (429 or 4xx), header, limit."""
+    limit = request.args.get("limit")
+    if limit is not None and not limit.isdigit():
+        raise InvalidField(f"limit must be a non-negative integer, got {limit!r}.", field="limit")
+    journal = emulator().journal
+    entries = journal.entries(method=request.args.get("method"), path=request.args.get("path"),
+                              status=request.args.get("status"), headers=request.args.getlist("header"),
+                              limit=int(limit) if limit is not None else None)
+    return jsonify({"requests": entries, "count": len(entries), "kept": len(journal), "capacity": journal.maxlen,
+                    "dropped": journal.dropped})
+
+
+@route(bp, "/requests", methods=["DELETE"])
+def clear_requests():
+    """Empty the journal."""
+    emulator().journal.clear()
+    return "", 204
+
+
+@route(bp, "/faults", methods=["GET"])
+def list_faults():
+    """Fault rules with their remaining budget and how often each fired."""
+    return jsonify({"faults": emulator().faults.list()})
+
+
+@route(bp, "/faults", methods=["POST"])
+def add_fault():
+    """Add a rule: {method?, path?, status?, retry_after?, latency_ms?, times?, probability?, seed?}."""
+    return jsonify(emulator().faults.add(json_object())), 201
+
+
+@route(bp, "/faults", methods=["DELETE"])
+def clear_faults():
+    """Delete every fault rule."""
+    emulator().faults.clear()
+    return "", 204
+
+
+@route(bp, "/faults/<int:rule_id>", methods=["DELETE"])
+def delete_fault(rule_id: int):
+    """Delete one fault rule."""
+    if not emulator().faults.remove(rule_id):
+        raise NotFound(f"No fault rule {rule_id}.")
+    return "", 204

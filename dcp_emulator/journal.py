@@ -1,0 +1,197 @@
+"""The request journal: recent API requests, kept so a test can assert what its integration sent.
+
+Bounded (``config.journal_size`` entries, oldest dropped) so a long soak never grows memory without
+limit, and thread-safe (the server is threaded). The control plane (/_emulator/) is not recorded.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import itertools
+import json
+import re
+import threading
+import time
+from typing import Any, Iterable
+
+from flask import Flask, Response, g, request
+
+from .errors import InvalidField
+
+BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
+_CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read back for the journal
+
+
+def _timestamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, Any, bool]:
+    """(text truncated to BODY_LIMIT, parsed JSON or None, truncated?) of a body."""
+    if content_length is not None and content_length > len(raw):
+        return f"<{content_length} bytes, not captured>", None, True
+    if not raw:
+        return None, None, False
+    text = raw.decode("utf-8", errors="replace")
+    parsed = None
+    if text[:1] in "{[":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+    if len(text) > BODY_LIMIT:
+        return text[:BODY_LIMIT], parsed, True
+    return text, parsed, False
+
+
+class Journal:
+    """A bounded, thread-safe list of request entries (dicts), oldest first."""
+
+    def __init__(self, maxlen: int = 1000):
+        self.maxlen = max(1, int(maxlen))
+        self._entries: collections.deque[dict] = collections.deque(maxlen=self.maxlen)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.dropped = 0
+
+    def record(self, entry: dict) -> dict:
+        """Append an entry (gives it an increasing ``id``); the oldest is dropped when full."""
+        with self._lock:
+            entry["id"] = next(self._ids)
+            if len(self._entries) == self.maxlen:
+                self.dropped += 1
+            self._entries.append(entry)
+        return entry
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+            self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entries(self, method: str | None = None, path: str | None = None, status: str | None = None,
+                headers: Iterable[str] = (), limit: int | None = None) -> list[dict]:
+        """Entries matching every given filter, oldest first (``limit``: only the most recent N).
+
+        ``path`` is a regular expression searched in the path; ``status`` an exact code or a class
+        such as ``4xx``; each header filter is ``Name:value`` (exact value) or ``Name`` (present).
+        """
+        path_re = _compile(path, "path") if path else None
+        status_test = _status_test(status) if status else None
+        header_tests = [_header_test(h) for h in headers]
+        with self._lock:
+            snapshot = list(self._entries)
+        out = [e for e in snapshot
+               if (method is None or e["method"] == method.upper())
+               and (path_re is None or path_re.search(e["path"]))
+               and (status_test is None or status_test(e["status"]))
+               and all(test(e["headers"]) for test in header_tests)]
+        if limit is not None:
+            out = out[-limit:] if limit > 0 else []
+        return out
+
+
+def _compile(pattern: str, field: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise InvalidField(f"{field} is not a valid regular expression: {e}.", field=field) from None
+
+
+def _status_test(status: str):
+    status = str(status).strip().lower()
+    if re.fullmatch(r"[1-5]xx", status):
+        low = int(status[0]) * 100
+        return lambda s: low <= s < low + 100
+    if status.isdigit():
+        code = int(status)
+        return lambda s: s == code
+    raise InvalidField(f"status must be a code such as 429 or a class such as 4xx, got {status!r}.", field="status")
+
+
+def _header_test(spec: str):
+    name, sep, value = spec.partition(":")
+    name, value = name.strip().lower(), value.strip()
+    if not name:
+        raise InvalidField(f"header must be Name:value or Name, got {spec!r}.", field="header")
+    if not sep:
+        return lambda h: name in h
+    return lambda h: h.get(name) == value
+
+
+def _caller(emulator) -> tuple[str | None, int | None]:
+    """The token kind and account of the request, also when authentication failed or never ran."""
+    principal = g.get("principal")
+    if principal is not None:
+        return principal.token_kind, principal.account_id
+    token = request.headers.get("Token")
+    if token is None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        token = value if scheme.lower() == "bearer" else None
+    if not token:
+        return None, None
+    try:
+        row = emulator.store.find_token(token.strip())
+    except Exception:  # the journal must never turn a response into an error
+        return None, None
+    return (row["kind"], row["account_id"]) if row else ("unknown", None)
+
+
+def is_recorded(path: str) -> bool:
+    """Whether a request path is journaled (and subject to faults): everything but the control plane."""
+    return not (path == "/_emulator" or path.startswith("/_emulator/"))
+
+
+def install(app: Flask, emulator) -> None:
+    """Record every request outside /_emulator/ in ``emulator.journal`` (call before the fault hook)."""
+
+    @app.before_request
+    def _journal_start() -> None:
+        g.journal_started = time.perf_counter()
+
+    @app.after_request
+    def _journal_record(response: Response) -> Response:
+        if not is_recorded(request.path):
+            return response
+        try:
+            length = request.content_length
+            if length and length > _CAPTURE_LIMIT:
+                req_text, req_json, req_cut = _body(b"", length)
+            else:
+                try:
+                    raw_request = request.get_data(cache=True)
+                except Exception:  # e.g. a body over the size limit: the entry is still worth having
+                    raw_request = b"<body not captured>"
+                req_text, req_json, req_cut = _body(raw_request)
+            if response.is_streamed or response.direct_passthrough:
+                resp_text, resp_json, resp_cut = "<streamed body, not captured>", None, True
+            else:
+                resp_text, resp_json, resp_cut = _body(response.get_data())
+            kind, account = _caller(emulator)
+            started = g.get("journal_started", time.perf_counter())
+            emulator.journal.record({
+                "timestamp": _timestamp(),
+                "method": request.method,
+                "path": request.path,
+                "query": request.query_string.decode("latin-1"),
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "request_id": g.get("request_id"),
+                "token_kind": kind,
+                "account_id": account,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "request_body": req_text,
+                "request_json": None if req_cut else req_json,
+                "request_truncated": req_cut,
+                "response_body": resp_text,
+                "response_json": None if resp_cut else resp_json,
+                "response_truncated": resp_cut,
+                "fault": g.get("fault_rule_id"),
+            })
+        except Exception:  # recording is best effort; it never changes the answer
+            app.logger.exception("could not journal %s %s", request.method, request.path)
+        return response

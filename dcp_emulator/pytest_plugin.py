@@ -1,0 +1,288 @@
+"""pytest plugin (registered through the ``pytest11`` entry point): the ``dcp_emulator`` fixture.
+
+One real emulator is served per test session (per xdist worker, each worker being a process) on a
+free loopback port; before every test its state is reset — by default to the built-in default state
+(account 1001 and its tokens, no services), or to a seed chosen with ``@pytest.mark.dcp_seed(...)``
+or by overriding the ``dcp_emulator_seed`` fixture. With ``DCP_EMULATOR_URL`` set, the fixture
+uses that already-running emulator (a CI service container) instead of starting one.
+
+The fixture talks to the emulator only over HTTP (the /_emulator/ control plane), so it behaves the
+same in both modes. A seeded state is saved as a named snapshot the first time it is needed; later
+tests with the same seed restore that snapshot in one request (about a millisecond) instead of
+parsing and applying the seed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Mapping
+
+import pytest
+
+ENV_URL = "DCP_EMULATOR_URL"
+MARKER = "dcp_seed"
+
+SeedSpec = str | os.PathLike | Mapping[str, Any] | None
+
+
+class DcpEmulatorError(RuntimeError):
+    """A control-plane request failed; ``status`` and ``body`` are the emulator's answer."""
+
+    def __init__(self, message: str, status: int, body: Any):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class DcpEmulator:
+    """A handle on a running emulator: its URLs, default credentials and control plane.
+
+    This is what the ``dcp_emulator`` fixture returns; it can also be built directly from a base
+    URL (``DcpEmulator("http://127.0.0.1:8080")``) in scripts.
+    """
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        info = self._call("GET", "/_emulator/info")
+        self.info: dict = info
+        self.rest_api_url: str = info.get("rest_api_url", f"{self.url}/experiment/v1")
+        self.profile_api_url: str = info.get("profile_api_url", f"{self.url}/api")
+        self.s3_endpoint_url: str = info.get("s3_endpoint_url", self.url)
+        self.bucket: str = info.get("import_bucket", "optimizely-import")
+        self._default_account_id: int = info.get("default_account_id", 1001)
+        self._tokens: dict = info.get("tokens") or {}
+
+    # ------------------------------------------------------------------ HTTP plumbing
+    def _call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+              content_type: str | None = None, ok: tuple[int, ...] = (200, 201, 204), **query: Any) -> Any:
+        """One control-plane request; returns the parsed JSON (or text), raises DcpEmulatorError otherwise."""
+        params = [(k, v) for k, vs in query.items() if vs is not None
+                  for v in (vs if isinstance(vs, (list, tuple)) else [vs])]
+        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        data = raw
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            content_type = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                status, payload, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, payload, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        except urllib.error.URLError as e:
+            raise DcpEmulatorError(f"cannot reach the emulator at {self.url}: {e.reason}", 0, None) from None
+        parsed: Any = payload.decode("utf-8", errors="replace")
+        if "json" in ctype and payload:
+            parsed = json.loads(payload)
+        if status not in ok:
+            message = parsed.get("message") if isinstance(parsed, dict) else parsed
+            raise DcpEmulatorError(f"{method} {path} answered {status}: {message}", status, parsed)
+        return parsed
+
+    # ------------------------------------------------------------------ credentials
+    @property
+    def account_id(self) -> int:
+        """The default account's id (1001)."""
+        return self._default_account_id
+
+    @property
+    def token(self) -> str:
+        """The default account's classic token (send it as ``Token: <token>``)."""
+        return self._tokens.get("classic") or ""
+
+    @property
+    def oauth_token(self) -> str:
+        """The default account's OAuth access token (send it as ``Authorization: Bearer <token>``)."""
+        return self._tokens.get("oauth") or ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers that authenticate with the classic token: ``requests.get(url, headers=emu.headers)``."""
+        return {"Token": self.token}
+
+    # ------------------------------------------------------------------ state
+    def reset(self, snapshot: str | None = None) -> None:
+        """Back to the emulator's start-up state (or a saved snapshot); clears journal, faults, S3, uploads."""
+        self._call("POST", "/_emulator/reset", {"snapshot": snapshot} if snapshot else None)
+
+    def seed(self, seed: SeedSpec, *, base: str | os.PathLike | None = None) -> dict:
+        """Add a seed's state: a YAML/JSON file path or a mapping. Returns what was created."""
+        if seed is None:
+            return {}
+        if isinstance(seed, Mapping):
+            out = self._call("POST", "/_emulator/seed", dict(seed))
+        else:
+            path = resolve_seed_path(seed, base)
+            out = self._call("POST", "/_emulator/seed", raw=path.read_bytes(), content_type="application/yaml")
+        return out.get("created", {})
+
+    def use_seed(self, seed: SeedSpec, *, base: str | os.PathLike | None = None) -> None:
+        """Reset to the start-up state plus ``seed``, fast: the seeded state is snapshotted on first use."""
+        if seed is None:
+            self.reset()
+            return
+        if isinstance(seed, Mapping):
+            content = json.dumps(seed, sort_keys=True, default=str).encode()
+            key = "pytest-seed:" + hashlib.sha256(content).hexdigest()[:32]
+        else:
+            path = resolve_seed_path(seed, base)
+            content = path.read_bytes()
+            key = "pytest-seed:" + hashlib.sha256(content).hexdigest()[:32]
+        try:
+            self.reset(key)
+            return
+        except DcpEmulatorError as e:
+            if e.status != 404:
+                raise
+        self.reset()
+        if isinstance(seed, Mapping):
+            self._call("POST", "/_emulator/seed", dict(seed))
+        else:
+            self._call("POST", "/_emulator/seed", raw=content, content_type="application/yaml")
+        self._call("POST", "/_emulator/snapshots", {"name": key})
+
+    def state(self) -> dict:
+        """The whole state as a seed mapping (GET /_emulator/state?format=json)."""
+        return self._call("GET", "/_emulator/state", format="json")
+
+    # ------------------------------------------------------------------ S3 bulk upload
+    def credentials(self, entity_id: int) -> tuple[str, str]:
+        """(aws_access_key, aws_secret_key) of a table (datasource) id, or of a DCP service id."""
+        for service in self.state().get("dcp_services", []):
+            if service["id"] == entity_id:
+                return service["aws_access_key"], service["aws_secret_key"]
+            for table in service.get("datasources", []):
+                if table["id"] == entity_id:
+                    return table["aws_access_key"], table["aws_secret_key"]
+        raise LookupError(f"no table or DCP service with id {entity_id} in the emulator")
+
+    def s3_client(self, datasource_id: int):
+        """A boto3 S3 client signed with that table's keys (or a service's), pointed at the emulator."""
+        import boto3
+        from botocore.config import Config as BotoConfig
+
+        access, secret = self.credentials(datasource_id)
+        return boto3.client("s3", endpoint_url=self.s3_endpoint_url, aws_access_key_id=access,
+                            aws_secret_access_key=secret, region_name="us-east-1",
+                            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+    def uploads(self, datasource_id: int | None = None) -> list[dict]:
+        """The Upload History (oldest first), optionally of one table."""
+        return self._call("GET", "/_emulator/uploads", datasource_id=datasource_id)
+
+    def wait_for_uploads(self, timeout: float = 30.0) -> list[dict]:
+        """Block until no upload is pending or processing; returns the Upload History. TimeoutError if not."""
+        try:
+            out = self._call("POST", "/_emulator/uploads/wait", {"timeout": timeout})
+        except DcpEmulatorError as e:
+            if e.status == 504:
+                raise TimeoutError(str(e)) from None
+            raise
+        return out["uploads"]
+
+    # ------------------------------------------------------------------ journal and faults
+    def requests(self, method: str | None = None, path: str | None = None, status: int | str | None = None,
+                 header: str | list[str] | None = None, limit: int | None = None) -> list[dict]:
+        """Journaled API requests, oldest first, filtered like GET /_emulator/requests."""
+        out = self._call("GET", "/_emulator/requests", method=method, path=path, status=status, header=header,
+                         limit=limit)
+        return out["requests"]
+
+    def clear_requests(self) -> None:
+        """Empty the request journal."""
+        self._call("DELETE", "/_emulator/requests")
+
+    def fault(self, method: str | None = None, path: str | None = None, status: int | None = None,
+              times: int | None = None, probability: float | None = None, latency_ms: int | None = None,
+              retry_after: int | None = None, seed: int | None = None) -> dict:
+        """Add a fault rule (path is a regular expression); returns it with its id."""
+        rule = {"method": method, "path": path, "status": status, "times": times, "probability": probability,
+                "latency_ms": latency_ms, "retry_after": retry_after, "seed": seed}
+        return self._call("POST", "/_emulator/faults", {k: v for k, v in rule.items() if v is not None})
+
+    def faults(self) -> list[dict]:
+        """The fault rules with their remaining budgets."""
+        return self._call("GET", "/_emulator/faults")["faults"]
+
+    def clear_faults(self) -> None:
+        """Delete every fault rule."""
+        self._call("DELETE", "/_emulator/faults")
+
+
+def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = None) -> pathlib.Path:
+    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory."""
+    path = pathlib.Path(seed)
+    candidates = [path] if path.is_absolute() else [pathlib.Path(base) / path] if base else []
+    if not path.is_absolute():
+        candidates.append(pathlib.Path.cwd() / path)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"seed file {str(seed)!r} not found (tried {tried})")
+
+
+# ---------------------------------------------------------------------- pytest hooks and fixtures
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker so ``--strict-markers`` accepts it."""
+    config.addinivalue_line(
+        "markers", f"{MARKER}(seed): reset the dcp_emulator fixture to this seed (a YAML file path, relative to "
+                   "the test file or the working directory, or a mapping) before each test")
+
+
+@pytest.fixture(scope="session")
+def dcp_emulator_url():
+    """Base URL of the session's emulator: $DCP_EMULATOR_URL, else one served in this process."""
+    external = os.environ.get(ENV_URL, "").strip()
+    if external:
+        yield external.rstrip("/")
+        return
+    from .config import Config
+    from .server import EmulatorServer
+
+    server = EmulatorServer(Config(host="127.0.0.1", port=0, log_requests=False)).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _dcp_emulator_handle(dcp_emulator_url: str) -> DcpEmulator:
+    return DcpEmulator(dcp_emulator_url)
+
+
+@pytest.fixture
+def dcp_emulator_seed() -> SeedSpec:
+    """The seed every test of this scope starts from (None: the default state). Override it, or use the marker."""
+    return None
+
+
+@pytest.fixture
+def dcp_emulator(request: pytest.FixtureRequest, _dcp_emulator_handle: DcpEmulator,
+                 dcp_emulator_seed: SeedSpec) -> DcpEmulator:
+    """The session's emulator, reset for this test (to the marked or fixture-chosen seed)."""
+    marker = request.node.get_closest_marker(MARKER)
+    seed = dcp_emulator_seed
+    if marker is not None:
+        if len(marker.args) != 1 or marker.kwargs:
+            raise pytest.UsageError(f"@pytest.mark.{MARKER} takes exactly one argument: a seed path or mapping")
+        seed = marker.args[0]
+    base = pathlib.Path(str(request.path)).parent
+    try:
+        _dcp_emulator_handle.use_seed(seed, base=base)
+    except FileNotFoundError as e:
+        pytest.fail(f"dcp_emulator: {e}", pytrace=False)
+    except DcpEmulatorError as e:
+        pytest.fail(f"dcp_emulator: could not prepare the emulator: {e}", pytrace=False)
+    return _dcp_emulator_handle

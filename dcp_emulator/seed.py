@@ -1,0 +1,554 @@
+"""Seed files (SPEC §8): YAML whose field names are the API's own, applied atomically and exported back.
+
+A seed describes state the way the API shows it::
+
+    accounts:      [{id, name, tokens: [{token, kind, expires_at?, revoked?}]}]
+    dcp_services:  [{id?, account_id?, name, aws_access_key?, ..., datasources: [...], aliases: {...}}]
+    projects:      [{id?, account_id?, project_name, project_status?, dcp_service_id?}]
+
+Ids, AWS keys and timestamps that are given are kept verbatim; missing ids come from the store's
+sequence, missing keys from ``store.aws_key_pair`` (deterministic by id) and missing timestamps are
+``SEED_TIMESTAMP`` — never the clock — so a seeded emulator exports the same state every time.
+Entities are created through the store's ``create_*`` methods so a seed is validated exactly like
+the API (profile values go through ``datatypes.convert``, the one validator). Every problem is a
+``SeedError`` naming the source, the path inside the seed and what is wrong; a seed applies
+entirely or not at all (one transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import sqlite3
+from typing import Any, Callable
+
+import yaml
+
+from . import datatypes
+from .errors import DcpError, SeedError
+from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, Store
+
+SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
+SEEDED_ACCOUNT_NAME = "Seeded account"
+_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+_TOP_KEYS = ("accounts", "dcp_services", "projects")
+_ACCOUNT_KEYS = ("id", "name", "tokens")
+_TOKEN_KEYS = ("token", "kind", "expires_at", "revoked", "refresh_token", "client_id", "account_id")
+_GIVEN = ("id", "aws_access_key", "aws_secret_key", "created", "last_modified")
+_SERVICE_KEYS = _GIVEN + ("account_id", "name", "archived", "s3_path", "datasources", "aliases")
+_DATASOURCE_KEYS = _GIVEN + ("name", "description", "keyfield_locator_type", "keyfield_locator_name", "archived",
+                             "is_optimizely", "dcp_service_id", "s3_path", "attributes", "profiles")
+_ATTRIBUTE_KEYS = ("id", "name", "datatype", "format", "description", "is_value_public", "archived", "created",
+                   "last_modified", "dcp_datasource_id")
+_PROJECT_KEYS = ("id", "account_id", "project_name", "project_status", "dcp_service_id", "created", "last_modified")
+# The built-in Optimizely table is provisioned with its service; a seed may only fix these of it.
+_OPTIMIZELY_FIXED = {"name": "Optimizely", "keyfield_locator_type": "uid", "keyfield_locator_name": None,
+                     "description": None}
+
+
+class InvalidSeed(DcpError):
+    """POST /_emulator/seed got an invalid seed; ``field`` is the path inside it."""
+
+    status, code = 400, "invalid_seed"
+
+
+# ---------------------------------------------------------------------- parsing
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without timestamp resolution (timestamps and dates stay the strings written) and
+    with duplicate keys refused (YAML would silently keep the last one)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    out: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            duplicate = key in out
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
+                                                    key_node.start_mark) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        out[key] = loader.construct_object(value_node, deep=deep)
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
+    """Parse YAML (or JSON, a subset of YAML) seed text into a mapping; syntax errors are SeedErrors."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise SeedError(source, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SeedError(source, where, f"invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise SeedError(source, "", f"invalid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, "
+                                    f"got {_kind(data)}")
+    return data
+
+
+def load_seed_file(path: str | pathlib.Path) -> dict:
+    """Read and parse one seed file; a missing or unreadable file is a SeedError too."""
+    try:
+        raw = pathlib.Path(path).read_bytes()
+    except OSError as e:
+        raise SeedError(str(path), "", f"cannot read the seed file: {e.strerror or e}") from None
+    return parse_seed(raw, str(path))
+
+
+# ---------------------------------------------------------------------- validation helpers
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _key_path(path: str, key: Any) -> str:
+    key = str(key)
+    joined = f".{key}" if _IDENT_RE.match(key) else f"[{json.dumps(key)}]"
+    return f"{path}{joined}" if path else key
+
+
+class _Applier:
+    """Walks one seed, creating its entities through the store, keeping the path for error messages."""
+
+    def __init__(self, store: Store, source: str, default_account_id: int | None):
+        self.store = store
+        self.source = source
+        self.default_account_id = default_account_id
+        self.first_account_id: int | None = None  # services/projects without account_id belong to it
+        self.counts = {k: 0 for k in ("accounts", "tokens", "dcp_services", "datasources", "attributes",
+                                      "profiles", "aliases", "projects")}
+        self.to_archive: list[tuple[str, int]] = []
+
+    def fail(self, path: str, problem: str) -> SeedError:
+        return SeedError(self.source, path, problem)
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...]) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(value)}")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(_key_path(path, key), f"unknown field; accepted fields are {', '.join(allowed)}")
+        return value
+
+    def items(self, value: Any, path: str) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_kind(value)}")
+        return value
+
+    def int_id(self, d: dict, key: str, path: str, required: bool = False) -> int | None:
+        value = d.get(key)
+        if value is None:
+            if required:
+                raise self.fail(_key_path(path, key), "is required")
+            return None
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+            raise self.fail(_key_path(path, key), f"must be a positive integer id, got {value!r}")
+        return value
+
+    def timestamp(self, d: dict, key: str, path: str) -> str | None:
+        value = d.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
+            raise self.fail(_key_path(path, key), "must be a UTC timestamp like 2015-08-18T21:38:55.927670Z, "
+                                                  f"got {value!r}")
+        return value
+
+    def flag(self, d: dict, key: str, path: str) -> bool:
+        value = d.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(_key_path(path, key), f"must be true or false, got {value!r}")
+        return value
+
+    def string(self, d: dict, key: str, path: str) -> str | None:
+        value = d.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise self.fail(_key_path(path, key), f"must be a non-empty string, got {_kind(value)}")
+        return value
+
+    def given(self, d: dict, path: str) -> dict:
+        """The verbatim id, keys and timestamps of an entity (missing timestamps: SEED_TIMESTAMP)."""
+        given: dict[str, Any] = {"created": self.timestamp(d, "created", path) or SEED_TIMESTAMP}
+        given["last_modified"] = self.timestamp(d, "last_modified", path) or given["created"]
+        if d.get("id") is not None:
+            given["id"] = self.int_id(d, "id", path)
+        for key in ("aws_access_key", "aws_secret_key"):
+            if d.get(key) is not None:
+                given[key] = self.string(d, key, path)
+        if ("aws_access_key" in given) != ("aws_secret_key" in given):
+            raise self.fail(path, "give both aws_access_key and aws_secret_key, or neither (they are generated)")
+        return given
+
+    def free_id(self, table: str, entity_id: int | None, path: str, what: str) -> None:
+        if entity_id is not None and self.store.db.execute(f"SELECT 1 FROM {table} WHERE id = ?",
+                                                           (entity_id,)).fetchone():
+            raise self.fail(_key_path(path, "id"), f"{what} {entity_id} already exists")
+
+    def call(self, path: str, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        """Run a store method, turning its API error into a SeedError at ``path`` (+ the field at fault)."""
+        try:
+            return fn(*args, **kwargs)
+        except DcpError as e:
+            raise self.fail(_key_path(path, e.field) if e.field else path, e.message) from None
+        except sqlite3.IntegrityError as e:
+            raise self.fail(path, f"conflicts with the existing state ({e})") from None
+
+    # ------------------------------------------------------------------ entities
+    def apply(self, seed: dict) -> None:
+        self.mapping(seed, "", _TOP_KEYS)
+        for i, account in enumerate(self.items(seed.get("accounts"), "accounts")):
+            self.account(account, f"accounts[{i}]")
+        for i, service in enumerate(self.items(seed.get("dcp_services"), "dcp_services")):
+            self.service(service, f"dcp_services[{i}]")
+        for i, project in enumerate(self.items(seed.get("projects"), "projects")):
+            self.project(project, f"projects[{i}]")
+        # Archived things cannot be written, so they are archived last, after their contents exist
+        # (timestamps untouched: they are the seed's). Archiving a service archives its tables, as DELETE does.
+        for table, entity_id in self.to_archive:
+            if table == "dcp_services":
+                self.store.db.execute("UPDATE dcp_services SET archived = 1 WHERE id = ?", (entity_id,))
+                self.store.db.execute("UPDATE datasources SET archived = 1 WHERE dcp_service_id = ?", (entity_id,))
+            else:
+                self.store.db.execute("UPDATE datasources SET archived = 1 WHERE id = ?", (entity_id,))
+
+    def account(self, d: Any, path: str) -> None:
+        d = self.mapping(d, path, _ACCOUNT_KEYS)
+        account_id = self.int_id(d, "id", path)
+        name = self.string(d, "name", path)
+        exists = account_id is not None and account_id in self.store.find_account_ids()
+        if exists:
+            # Accounts merge: a seed may add tokens to the default account (or rename it).
+            if name is not None:
+                self.store.db.execute("UPDATE accounts SET name = ? WHERE id = ?", (name, account_id))
+        else:
+            account_id = self.store.create_account(account_id, name=name or SEEDED_ACCOUNT_NAME)["id"]
+        self.counts["accounts"] += 1
+        if self.first_account_id is None:
+            self.first_account_id = account_id
+        for i, token in enumerate(self.items(d.get("tokens"), _key_path(path, "tokens"))):
+            self.token(token, f"{_key_path(path, 'tokens')}[{i}]", account_id)
+
+    def token(self, d: Any, path: str, account_id: int) -> None:
+        d = self.mapping(d, path, _TOKEN_KEYS)
+        token = self.string(d, "token", path)
+        if token is None:
+            raise self.fail(_key_path(path, "token"), "is required: the token string clients send")
+        if token != token.strip():
+            raise self.fail(_key_path(path, "token"), "must not start or end with whitespace")
+        kind = d.get("kind", "classic")
+        if kind not in TOKEN_KINDS:
+            raise self.fail(_key_path(path, "kind"), f"must be one of {', '.join(TOKEN_KINDS)}, got {kind!r}")
+        if d.get("account_id") is not None and self.int_id(d, "account_id", path) != account_id:
+            raise self.fail(_key_path(path, "account_id"), f"differs from the enclosing account {account_id}")
+        owner = self.store.find_token(token)
+        if owner is not None and owner["account_id"] != account_id:
+            raise self.fail(_key_path(path, "token"), f"already belongs to account {owner['account_id']}")
+        expires_at = self.timestamp(d, "expires_at", path)
+        revoked = self.flag(d, "revoked", path)
+        self.store.create_token(token, kind, account_id, expires_at=expires_at,
+                                refresh_token=self.string(d, "refresh_token", path),
+                                client_id=self.string(d, "client_id", path))
+        if revoked:
+            self.store.revoke_token(token)
+        self.counts["tokens"] += 1
+
+    def owner(self, d: dict, path: str) -> int:
+        account_id = self.int_id(d, "account_id", path)
+        if account_id is None:
+            account_id = self.first_account_id or self.default_account_id
+            if account_id is None:
+                raise self.fail(_key_path(path, "account_id"), "is required (no account is declared in this seed)")
+            return account_id
+        if account_id not in self.store.find_account_ids():
+            raise self.fail(_key_path(path, "account_id"), f"account {account_id} does not exist; declare it "
+                                                           "under accounts (the default account is 1001)")
+        return account_id
+
+    def service(self, d: Any, path: str) -> None:
+        d = self.mapping(d, path, _SERVICE_KEYS)
+        account_id = self.owner(d, path)
+        given = self.given(d, path)
+        self.free_id("dcp_services", given.get("id"), path, "DCP service")
+        archived = self.flag(d, "archived", path)
+        datasources = self.items(d.get("datasources"), _key_path(path, "datasources"))
+        optimizely = [(i, ds) for i, ds in enumerate(datasources) if isinstance(ds, dict) and ds.get("is_optimizely")]
+        if len(optimizely) > 1:
+            raise self.fail(f"{_key_path(path, 'datasources')}[{optimizely[1][0]}].is_optimizely",
+                            "a DCP service has exactly one Optimizely table")
+        if optimizely:
+            i, ds = optimizely[0]
+            ds_path = f"{_key_path(path, 'datasources')}[{i}]"
+            self.mapping(ds, ds_path, _DATASOURCE_KEYS)
+            for key, fixed in _OPTIMIZELY_FIXED.items():
+                if key in ds and ds[key] != fixed:
+                    raise self.fail(_key_path(ds_path, key), f"the built-in Optimizely table always has {key} "
+                                                             f"{fixed!r}; it cannot be changed")
+            opt_given = self.given(ds, ds_path)
+            self.free_id("datasources", opt_given.get("id"), ds_path, "Table")
+        else:
+            # Provisioned with its service: it shares the service's timestamps (never the clock).
+            opt_given = {"created": given["created"], "last_modified": given["created"]}
+        name = {"name": d["name"]} if "name" in d else {}
+        service = self.call(path, self.store.create_service, account_id, name, enforce_limit=False,
+                            optimizely_table=opt_given, **given)
+        sid = service["id"]
+        if d.get("s3_path") not in (None, f"dcp/{sid}"):
+            raise self.fail(_key_path(path, "s3_path"), f"is always dcp/{sid} for service {sid}")
+        self.counts["dcp_services"] += 1
+        opt_id = self.store.db.execute("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1",
+                                       (sid,)).fetchone()[0]
+        for i, ds in enumerate(datasources):
+            ds_path = f"{_key_path(path, 'datasources')}[{i}]"
+            self.datasource(ds, ds_path, account_id, sid, opt_id if ds.get("is_optimizely") else None)
+        self.aliases(d.get("aliases"), _key_path(path, "aliases"), account_id, sid, opt_id)
+        if archived:
+            self.to_archive.append(("dcp_services", sid))
+
+    def datasource(self, d: Any, path: str, account_id: int, service_id: int, optimizely_id: int | None) -> None:
+        d = self.mapping(d, path, _DATASOURCE_KEYS)
+        if d.get("dcp_service_id") is not None and d["dcp_service_id"] != service_id:
+            raise self.fail(_key_path(path, "dcp_service_id"), f"differs from the enclosing service {service_id}")
+        archived = self.flag(d, "archived", path)
+        if optimizely_id is not None:
+            did = optimizely_id
+        else:
+            given = self.given(d, path)
+            self.free_id("datasources", given.get("id"), path, "Table")
+            fields = {k: d[k] for k in ("name", "description", "keyfield_locator_type", "keyfield_locator_name")
+                      if k in d}
+            did = self.call(path, self.store.create_datasource, account_id, service_id, fields, **given)["id"]
+            self.counts["datasources"] += 1
+        if d.get("s3_path") not in (None, f"dcp/{service_id}/{did}"):
+            raise self.fail(_key_path(path, "s3_path"), f"is always dcp/{service_id}/{did} for table {did}")
+        for i, attr in enumerate(self.items(d.get("attributes"), _key_path(path, "attributes"))):
+            self.attribute(attr, f"{_key_path(path, 'attributes')}[{i}]", account_id, did)
+        self.profiles(d.get("profiles"), _key_path(path, "profiles"), did)
+        if archived:
+            self.to_archive.append(("datasources", did))
+
+    def attribute(self, d: Any, path: str, account_id: int, datasource_id: int) -> None:
+        d = self.mapping(d, path, _ATTRIBUTE_KEYS)
+        if d.get("dcp_datasource_id") is not None and d["dcp_datasource_id"] != datasource_id:
+            raise self.fail(_key_path(path, "dcp_datasource_id"), f"differs from the enclosing table {datasource_id}")
+        given = self.given(d, path)
+        self.free_id("attributes", given.get("id"), path, "Attribute")
+        given["archived"] = self.flag(d, "archived", path)
+        fields = {k: d[k] for k in ("name", "datatype", "format", "description", "is_value_public") if k in d}
+        self.call(path, self.store.create_attribute, account_id, datasource_id, fields, **given)
+        self.counts["attributes"] += 1
+
+    def profiles(self, value: Any, path: str, datasource_id: int) -> None:
+        """Validate every value with the shared datatype validator, then write them in one statement."""
+        if value is None:
+            return
+        if isinstance(value, list):
+            pairs = []
+            for i, item in enumerate(value):
+                item_path = f"{path}[{i}]"
+                item = self.mapping(item, item_path, ("customerId", "data", "dcpServiceId", "datasourceId"))
+                if "customerId" not in item:
+                    raise self.fail(_key_path(item_path, "customerId"), "is required")
+                pairs.append((item["customerId"], item.get("data"), item_path, _key_path(item_path, "data")))
+        elif isinstance(value, dict):
+            pairs = [(k, v, path, _key_path(path, k)) for k, v in value.items()]
+        else:
+            raise self.fail(path, "expected a mapping {customer id: {attribute: value}} or a list of "
+                                  f"{{customerId, data}}, got {_kind(value)}")
+        attrs = {a["name"]: a for a in self.store.active_attributes(datasource_id)}
+        rows = []
+        seen: set[str] = set()
+        for customer_id, data, where, data_path in pairs:
+            if isinstance(customer_id, int) and not isinstance(customer_id, bool):
+                customer_id = str(customer_id)
+            if not isinstance(customer_id, str) or not 0 < len(customer_id) <= 1024:
+                raise self.fail(where, f"customer id must be a string of 1 to 1024 characters, got {customer_id!r}")
+            if customer_id in seen:
+                raise self.fail(data_path, "this customer id appears twice")
+            seen.add(customer_id)
+            if data is None:
+                data = {}
+            if not isinstance(data, dict):
+                raise self.fail(data_path, f"expected a mapping of attribute names to values, got {_kind(data)}")
+            patch = {}
+            for name, raw in data.items():
+                attr = attrs.get(name)
+                if attr is None:
+                    listing = ", ".join(repr(n) for n in attrs) or "none"
+                    raise self.fail(_key_path(data_path, name), f"not an attribute of table {datasource_id} "
+                                                                f"(attributes: {listing})")
+                try:
+                    patch[str(attr["id"])] = datatypes.convert(attr["datatype"], attr["format"], raw)
+                except datatypes.InvalidValue as e:
+                    raise self.fail(_key_path(data_path, name), f"invalid {attr['datatype']} value: {e.reason}") from None
+            rows.append((datasource_id, customer_id, json.dumps(patch)))
+        self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+        self.counts["profiles"] += len(rows)
+
+    def aliases(self, value: Any, path: str, account_id: int, service_id: int, optimizely_id: int) -> None:
+        if value is None:
+            return
+        if isinstance(value, list):
+            pairs = []
+            for i, item in enumerate(value):
+                item_path = f"{path}[{i}]"
+                item = self.mapping(item, item_path, ("customerId", "data", "dcpServiceId", "datasourceId"))
+                if "customerId" not in item:
+                    raise self.fail(_key_path(item_path, "customerId"), "is required (the Optimizely user id)")
+                pairs.append((item["customerId"], item.get("data"), _key_path(item_path, "data")))
+        elif isinstance(value, dict):
+            pairs = [(k, v, _key_path(path, k)) for k, v in value.items()]
+        else:
+            raise self.fail(path, "expected a mapping {optimizely user id: {table id: customer id}} or a list of "
+                                  f"{{customerId, data}}, got {_kind(value)}")
+        for user_id, data, where in pairs:
+            if isinstance(user_id, int) and not isinstance(user_id, bool):
+                user_id = str(user_id)
+            if not isinstance(user_id, str):
+                raise self.fail(where, f"the Optimizely user id must be a string, got {_kind(user_id)}")
+            if not isinstance(data, dict):
+                raise self.fail(where, f"expected a mapping of table ids to customer ids, got {_kind(data)}")
+            self.call(where, self.store.write_alias, account_id, service_id, optimizely_id, user_id,
+                      {str(k): v for k, v in data.items()})
+            self.counts["aliases"] += len(data)
+
+    def project(self, d: Any, path: str) -> None:
+        d = self.mapping(d, path, _PROJECT_KEYS)
+        account_id = self.owner(d, path)
+        given = self.given(d, path)
+        self.free_id("projects", given.get("id"), path, "Project")
+        fields = {k: d[k] for k in ("project_name", "project_status", "dcp_service_id") if k in d}
+        self.call(path, self.store.create_project, account_id, fields, **given)
+        self.counts["projects"] += 1
+
+
+def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_id: int | None = None) -> dict:
+    """Apply one parsed seed atomically; returns counts of what was created. Raises SeedError."""
+    if seed is None:
+        seed = {}
+    if not isinstance(seed, dict):
+        raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, got {_kind(seed)}")
+    applier = _Applier(store, source, default_account_id)
+    with store.transaction():
+        applier.apply(seed)
+    return applier.counts
+
+
+# ---------------------------------------------------------------------- export
+def export_state(store: Store) -> dict:
+    """The whole API state as a seed (ids, keys and timestamps included); seeding it reproduces the state."""
+    with store.lock:
+        q = store._all
+        accounts = []
+        for a in q("SELECT * FROM accounts ORDER BY id"):
+            tokens = []
+            for t in q("SELECT * FROM tokens WHERE account_id = ? ORDER BY rowid", (a["id"],)):
+                token = {"token": t["token"], "kind": t["kind"]}
+                for key in ("expires_at", "refresh_token", "client_id"):
+                    if t.get(key) is not None:
+                        token[key] = t[key]
+                if t["revoked"]:
+                    token["revoked"] = True
+                tokens.append(token)
+            accounts.append({"id": a["id"], "name": a["name"], "tokens": tokens})
+        services = [_export_service(store, s) for s in q("SELECT * FROM dcp_services ORDER BY id")]
+        projects = []
+        for p in q("SELECT * FROM projects ORDER BY id"):
+            project = {"id": p["id"], "account_id": p["account_id"], "project_name": p["project_name"],
+                       "project_status": p["project_status"]}
+            if p["dcp_service_id"] is not None:
+                project["dcp_service_id"] = p["dcp_service_id"]
+            project.update(created=p["created"], last_modified=p["last_modified"])
+            projects.append(project)
+    return {"accounts": accounts, "dcp_services": services, "projects": projects}
+
+
+def _export_service(store: Store, s: dict) -> dict:
+    out: dict[str, Any] = {"id": s["id"], "account_id": s["account_id"], "name": s["name"]}
+    if s["archived"]:
+        out["archived"] = True
+    out.update(aws_access_key=s["aws_access_key"], aws_secret_key=s["aws_secret_key"], created=s["created"],
+               last_modified=s["last_modified"])
+    out["datasources"] = [_export_datasource(store, d) for d in
+                          store._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (s["id"],))]
+    aliases: dict[str, dict[int, str]] = {}
+    for r in store._all("SELECT optimizely_user_id, datasource_id, customer_id FROM aliases WHERE dcp_service_id = ? "
+                        "ORDER BY optimizely_user_id, datasource_id", (s["id"],)):
+        aliases.setdefault(r["optimizely_user_id"], {})[r["datasource_id"]] = r["customer_id"]
+    if aliases:
+        out["aliases"] = aliases
+    return out
+
+
+def _export_datasource(store: Store, d: dict) -> dict:
+    out: dict[str, Any] = {"id": d["id"]}
+    if d["is_optimizely"]:
+        out["is_optimizely"] = True
+    else:
+        out["name"] = d["name"]
+        if d["description"] is not None:
+            out["description"] = d["description"]
+        out["keyfield_locator_type"] = d["keyfield_locator_type"]
+        if d["keyfield_locator_name"] is not None:
+            out["keyfield_locator_name"] = d["keyfield_locator_name"]
+    if d["archived"]:
+        out["archived"] = True
+    out.update(aws_access_key=d["aws_access_key"], aws_secret_key=d["aws_secret_key"], created=d["created"],
+               last_modified=d["last_modified"])
+    attrs = store._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (d["id"],))
+    if attrs:
+        out["attributes"] = [_export_attribute(a) for a in attrs]
+    # Values of archived attributes are not visible through the API, so they are not exported either.
+    names = {str(a["id"]): a["name"] for a in attrs if not a["archived"]}
+    profiles = {}
+    for r in store._all("SELECT customer_id, data FROM profiles WHERE datasource_id = ? ORDER BY customer_id",
+                        (d["id"],)):
+        profiles[r["customer_id"]] = {names[k]: v for k, v in json.loads(r["data"]).items() if k in names}
+    if profiles:
+        out["profiles"] = profiles
+    return out
+
+
+def _export_attribute(a: dict) -> dict:
+    out: dict[str, Any] = {"id": a["id"], "name": a["name"], "datatype": a["datatype"]}
+    if a["format"] is not None:
+        out["format"] = a["format"]
+    if a["description"] is not None:
+        out["description"] = a["description"]
+    if a["is_value_public"]:
+        out["is_value_public"] = True
+    if a["archived"]:
+        out["archived"] = True
+    out.update(created=a["created"], last_modified=a["last_modified"])
+    return out
+
+
+def dump_yaml(state: dict) -> str:
+    """A seed mapping as YAML text (keys in API order, not sorted)."""
+    return yaml.safe_dump(state, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
