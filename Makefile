@@ -15,9 +15,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-# Install, then serve the emulator on $(HOST):$(PORT) (Ctrl-C stops it).
+# Install, then serve the emulator on $(HOST):$(PORT) with the example seed (Ctrl-C stops it).
 serve: install
-	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT)
+	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed fixtures/example.yaml
 
 # Install, then run the whole test suite.
 test: install
