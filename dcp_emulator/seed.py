@@ -56,7 +56,11 @@ class InvalidSeed(DcpError):
 
 
 # ---------------------------------------------------------------------- parsing
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when available: seeds of 10,000s of profiles parse about ten times faster.
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     """Safe YAML without timestamp resolution (timestamps and dates stay the strings written) and
     with duplicate keys refused (YAML would silently keep the last one)."""
 
