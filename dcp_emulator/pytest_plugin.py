@@ -60,10 +60,10 @@ class DcpEmulator:
         self._tokens: dict = info.get("tokens") or {}
 
     # ------------------------------------------------------------------ HTTP plumbing
-    def _call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-              content_type: str | None = None, ok: tuple[int, ...] = (200, 201, 204), **query: Any) -> Any:
+    def _call(self, verb: str, path: str, body: Any = None, *, raw: bytes | None = None,
+              content_type: str | None = None, query: Mapping[str, Any] | None = None) -> Any:
         """One control-plane request; returns the parsed JSON (or text), raises DcpEmulatorError otherwise."""
-        params = [(k, v) for k, vs in query.items() if vs is not None
+        params = [(k, v) for k, vs in (query or {}).items() if vs is not None
                   for v in (vs if isinstance(vs, (list, tuple)) else [vs])]
         url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = raw
@@ -73,7 +73,7 @@ class DcpEmulator:
             content_type = "application/json"
         if content_type:
             headers["Content-Type"] = content_type
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        req = urllib.request.Request(url, data=data, method=verb, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 status, payload, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
@@ -84,9 +84,9 @@ class DcpEmulator:
         parsed: Any = payload.decode("utf-8", errors="replace")
         if "json" in ctype and payload:
             parsed = json.loads(payload)
-        if status not in ok:
+        if status >= 300:
             message = parsed.get("message") if isinstance(parsed, dict) else parsed
-            raise DcpEmulatorError(f"{method} {path} answered {status}: {message}", status, parsed)
+            raise DcpEmulatorError(f"{verb} {path} answered {status}: {message}", status, parsed)
         return parsed
 
     # ------------------------------------------------------------------ credentials
@@ -153,7 +153,7 @@ class DcpEmulator:
 
     def state(self) -> dict:
         """The whole state as a seed mapping (GET /_emulator/state?format=json)."""
-        return self._call("GET", "/_emulator/state", format="json")
+        return self._call("GET", "/_emulator/state", query={"format": "json"})
 
     # ------------------------------------------------------------------ S3 bulk upload
     def credentials(self, entity_id: int) -> tuple[str, str]:
@@ -178,7 +178,7 @@ class DcpEmulator:
 
     def uploads(self, datasource_id: int | None = None) -> list[dict]:
         """The Upload History (oldest first), optionally of one table."""
-        return self._call("GET", "/_emulator/uploads", datasource_id=datasource_id)
+        return self._call("GET", "/_emulator/uploads", query={"datasource_id": datasource_id})
 
     def wait_for_uploads(self, timeout: float = 30.0) -> list[dict]:
         """Block until no upload is pending or processing; returns the Upload History. TimeoutError if not."""
@@ -194,8 +194,8 @@ class DcpEmulator:
     def requests(self, method: str | None = None, path: str | None = None, status: int | str | None = None,
                  header: str | list[str] | None = None, limit: int | None = None) -> list[dict]:
         """Journaled API requests, oldest first, filtered like GET /_emulator/requests."""
-        out = self._call("GET", "/_emulator/requests", method=method, path=path, status=status, header=header,
-                         limit=limit)
+        out = self._call("GET", "/_emulator/requests", query={"method": method, "path": path, "status": status,
+                                                               "header": header, "limit": limit})
         return out["requests"]
 
     def clear_requests(self) -> None:
