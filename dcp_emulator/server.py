@@ -51,7 +51,9 @@ class EmulatorServer:
 
     def start(self) -> "EmulatorServer":
         """Serve in a daemon thread and return at once (used by the pytest plugin and tests)."""
-        self._thread = threading.Thread(target=self.server.serve_forever, name=f"dcp-emulator:{self.port}",
+        # A short poll interval makes shutdown() take ~50 ms instead of 0.5 s (test sessions end faster).
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"dcp-emulator:{self.port}",
                                         daemon=True)
         self._thread.start()
         return self
