@@ -13,7 +13,8 @@ import json
 import re
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -24,7 +25,7 @@ _CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read ba
 
 
 def _timestamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, Any, bool]:
@@ -136,7 +137,7 @@ def _caller(emulator) -> tuple[str | None, int | None]:
         return None, None
     try:
         row = emulator.store.find_token(token.strip())
-    except Exception:  # the journal must never turn a response into an error
+    except Exception:  # noqa: BLE001 - the journal must never turn a response into an error
         return None, None
     return (row["kind"], row["account_id"]) if row else ("unknown", None)
 
@@ -164,7 +165,7 @@ def install(app: Flask, emulator) -> None:
             else:
                 try:
                     raw_request = request.get_data(cache=True)
-                except Exception:  # e.g. a body over the size limit: the entry is still worth having
+                except Exception:  # noqa: BLE001 - e.g. a body over the size limit: still worth an entry
                     raw_request = b"<body not captured>"
                 req_text, req_json, req_cut = _body(raw_request)
             if response.is_streamed or response.direct_passthrough:

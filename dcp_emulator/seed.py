@@ -21,7 +21,8 @@ import json
 import pathlib
 import re
 import sqlite3
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -98,7 +99,7 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
         except UnicodeDecodeError as e:
             raise SeedError(source, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -188,8 +188,8 @@ def test_bad_seeds_fail_the_test_with_a_clear_message(pytester):
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
         "*dcp_emulator: seed file 'missing.yaml' not found*",
-        "*dcp_emulator: could not prepare the emulator: POST /_emulator/seed answered 400: Invalid seed: request body: "
-        "dcp_services[[]0[]].datasources[[]0[]].keyfield_locator_type: *",
+        ("*dcp_emulator: could not prepare the emulator: POST /_emulator/seed answered 400: Invalid seed: "
+         "request body: dcp_services[[]0[]].datasources[[]0[]].keyfield_locator_type: *"),
     ])
     assert "Traceback" not in result.stdout.str()
 

@@ -200,15 +200,15 @@ def test_seeded_accounts_tokens_and_merging_into_the_default_account(make_app):
 
 # ---------------------------------------------------------------------- errors
 BAD_SEEDS = [
-    ("dcp_services:\n- name: X\n  datasources:\n  - {name: A, keyfield_locator_type: uid}\n"
-     "  - name: B\n    keyfield_locator_type: uid\n    attributes:\n    - {name: a, datatype: string}\n"
-     "    - {name: b, datatype: long}\n    - {name: c, datatype: number}\n",
+    (("dcp_services:\n- name: X\n  datasources:\n  - {name: A, keyfield_locator_type: uid}\n"
+      "  - name: B\n    keyfield_locator_type: uid\n    attributes:\n    - {name: a, datatype: string}\n"
+      "    - {name: b, datatype: long}\n    - {name: c, datatype: number}\n"),
      "dcp_services[0].datasources[1].attributes[2].datatype", "datatype must be one of"),
-    ("dcp_services:\n- name: X\n  datasources:\n  - name: A\n    keyfield_locator_type: uid\n"
-     "    attributes: [{name: ltv, datatype: double}]\n    profiles: {c-1: {ltv: '2,3'}}\n",
+    (("dcp_services:\n- name: X\n  datasources:\n  - name: A\n    keyfield_locator_type: uid\n"
+      "    attributes: [{name: ltv, datatype: double}]\n    profiles: {c-1: {ltv: '2,3'}}\n"),
      'dcp_services[0].datasources[0].profiles["c-1"].ltv', "expected a double"),
-    ("dcp_services:\n- name: X\n  datasources:\n  - name: A\n    keyfield_locator_type: uid\n"
-     "    profiles: {c-1: {nope: 1}}\n", 'dcp_services[0].datasources[0].profiles["c-1"].nope',
+    (("dcp_services:\n- name: X\n  datasources:\n  - name: A\n    keyfield_locator_type: uid\n"
+      "    profiles: {c-1: {nope: 1}}\n"), 'dcp_services[0].datasources[0].profiles["c-1"].nope',
      "not an attribute of table"),
     ("dcp_services:\n- name: X\n  datasources:\n  - {name: A, keyfield_locator_type: cookie}\n",
      "dcp_services[0].datasources[0].keyfield_locator_name", "required"),
@@ -300,7 +300,7 @@ def test_with_db_seeds_apply_once_and_reset_returns_to_this_runs_start(tmp_path)
     try:
         c = second.test_client()
         assert "already holds state" in c.get("/_emulator/health").get_json()["parts"]["seed"]["detail"]
-        names = lambda: [t["name"] for t in c.get("/experiment/v1/dcp_services/567/dcp_datasources",  # noqa: E731
+        names = lambda: [t["name"] for t in c.get("/experiment/v1/dcp_services/567/dcp_datasources",
                                                     headers=T).get_json()]
         assert names() == ["Optimizely", "CRM", "Email platform", "Kept"]
         c.post("/experiment/v1/dcp_services/567/dcp_datasources", headers=T,
