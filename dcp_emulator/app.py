@@ -76,10 +76,14 @@ class Emulator:
 
     def save_snapshot(self, name: str) -> None:
         """Remember the current state under ``name`` (``reset(name)`` returns to it); oldest of 32 dropped."""
-        self._snapshots.pop(name, None)
-        while len(self._snapshots) >= MAX_SNAPSHOTS:
-            self._snapshots.pop(next(iter(self._snapshots))).close()
-        self._snapshots[name] = self.store.snapshot()
+        snap = self.store.snapshot()
+        with self.store.lock:  # requests are served by several threads
+            old = self._snapshots.pop(name, None)
+            if old is not None:
+                old.close()
+            while len(self._snapshots) >= MAX_SNAPSHOTS:
+                self._snapshots.pop(next(iter(self._snapshots))).close()
+            self._snapshots[name] = snap
 
     def snapshot_names(self) -> list[str]:
         """Names of the saved snapshots, oldest first."""
@@ -87,9 +91,10 @@ class Emulator:
 
     def delete_snapshot(self, name: str) -> bool:
         """Forget a named snapshot; False when there is none of that name."""
-        snap = self._snapshots.pop(name, None)
-        if snap is not None:
-            snap.close()
+        with self.store.lock:
+            snap = self._snapshots.pop(name, None)
+            if snap is not None:
+                snap.close()
         return snap is not None
 
     def add_reset_hook(self, hook: Callable[[], None]) -> None:
@@ -138,20 +143,21 @@ class Emulator:
 
     def reset(self, snapshot: str | None = None) -> None:
         """Back to the start-up state (or a named snapshot): database, journal, faults, then every reset hook."""
-        if snapshot is not None:
-            target = self._snapshots.get(snapshot)
-            if target is None:
-                raise NotFound(f"No snapshot named {snapshot!r}; save one with POST /_emulator/snapshots.",
-                               field="snapshot")
-        else:
-            target = self._startup_snapshot
-        if target is None:  # an Emulator used without create_app(): rebuild the default state
-            self.store.clear()
-            self.load_default_state()
-        else:
-            # Restoring a snapshot of the whole database is one step whatever its size, instead of
-            # re-running seeds (1 ms for 10,000 profiles).
-            self.store.restore(target)
+        with self.store.lock:  # a snapshot deleted meanwhile must not be restored half-closed
+            if snapshot is not None:
+                target = self._snapshots.get(snapshot)
+                if target is None:
+                    raise NotFound(f"No snapshot named {snapshot!r}; save one with POST /_emulator/snapshots.",
+                                   field="snapshot")
+            else:
+                target = self._startup_snapshot
+            if target is None:  # an Emulator used without create_app(): rebuild the default state
+                self.store.clear()
+                self.load_default_state()
+            else:
+                # Restoring a snapshot of the whole database is one step whatever its size, instead of
+                # re-running seeds (1 ms for 10,000 profiles).
+                self.store.restore(target)
         self.journal.clear()
         self.faults.clear()
         for hook in self._reset_hooks:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pathlib
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 
 ENV_URL = "DCP_EMULATOR_URL"
+ENV_WAIT = "DCP_EMULATOR_WAIT"  # seconds to wait for an external emulator to become ready (default 30)
 MARKER = "dcp_seed"
 
 SeedSpec = str | os.PathLike | Mapping[str, Any] | None
@@ -48,9 +50,11 @@ class DcpEmulator:
     URL (``DcpEmulator("http://127.0.0.1:8080")``) in scripts.
     """
 
-    def __init__(self, url: str, timeout: float = 30.0):
+    def __init__(self, url: str, timeout: float = 30.0, wait: float = 0.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        if wait:
+            self.wait_until_ready(wait)
         info = self._call("GET", "/_emulator/info")
         self.info: dict = info
         self.rest_api_url: str = info.get("rest_api_url", f"{self.url}/experiment/v1")
@@ -89,6 +93,18 @@ class DcpEmulator:
             message = parsed.get("message") if isinstance(parsed, dict) else parsed
             raise DcpEmulatorError(f"{verb} {path} answered {status}: {message}", status, parsed)
         return parsed
+
+    def wait_until_ready(self, timeout: float = 30.0) -> dict:
+        """Poll /_emulator/health until every part is ready (a service container may still be starting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._call("GET", "/_emulator/health")
+            except DcpEmulatorError as e:
+                if time.monotonic() >= deadline:
+                    raise DcpEmulatorError(f"the emulator at {self.url} was not ready after {timeout:g} s: {e}",
+                                           e.status, e.body) from None
+            time.sleep(0.2)
 
     # ------------------------------------------------------------------ credentials
     @property
@@ -260,7 +276,12 @@ def dcp_emulator_url():
 
 @pytest.fixture(scope="session")
 def _dcp_emulator_handle(dcp_emulator_url: str) -> DcpEmulator:
-    return DcpEmulator(dcp_emulator_url)
+    external = bool(os.environ.get(ENV_URL, "").strip())
+    wait = float(os.environ.get(ENV_WAIT) or 30) if external else 0.0
+    try:
+        return DcpEmulator(dcp_emulator_url, wait=wait)
+    except DcpEmulatorError as e:
+        pytest.fail(f"dcp_emulator: {e}", pytrace=False)
 
 
 @pytest.fixture

@@ -212,3 +212,20 @@ def test_handle_works_outside_pytest():
             emu.credentials(424242)
     finally:
         server.shutdown()
+
+
+def test_unreachable_external_emulator_fails_clearly_after_waiting(pytester, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("DCP_EMULATOR_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("DCP_EMULATOR_WAIT", "0.5")
+    pytester.makepyfile(test_inner="""
+        def test_never_runs(dcp_emulator):
+            pass
+    """)
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*dcp_emulator: the emulator at http://127.0.0.1:{port} was not ready after 0.5 s*"])
