@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import uuid
 from typing import Any, Callable
 
@@ -17,7 +16,7 @@ from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
 from .journal import Journal
 from .seed import apply_seed, load_seed_file
-from .store import Store
+from .store import Snapshot, Store
 
 log = logging.getLogger("dcp_emulator")
 
@@ -44,8 +43,8 @@ class Emulator:
         self.journal = Journal(config.journal_size)
         self.faults = Faults()
         self.seed_status = "no start-up seed (default state)"
-        self._startup_snapshot: sqlite3.Connection | None = None
-        self._snapshots: dict[str, sqlite3.Connection] = {}
+        self._startup_snapshot: Snapshot | None = None
+        self._snapshots: dict[str, Snapshot] = {}
         try:
             if not self.store.find_account_ids():
                 self.load_default_state()

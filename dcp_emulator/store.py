@@ -16,8 +16,10 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 import sqlite3
+import tempfile
 import threading
 import uuid
 from typing import Any, Iterator
@@ -105,6 +107,27 @@ def aws_key_pair(kind: str, entity_id: int, salt: str = "") -> tuple[str, str]:
     return access, secret
 
 
+class Snapshot:
+    """A copy of a store's whole database, restorable with ``Store.restore``; ``close()`` frees it."""
+
+    def __init__(self, store: Store, on_disk: bool = False):
+        self.path: str | None = None
+        if on_disk:
+            fd, self.path = tempfile.mkstemp(prefix="dcp-emulator-snapshot-", suffix=".db")
+            os.close(fd)
+        self.conn = sqlite3.connect(self.path or ":memory:", check_same_thread=False)
+        with store.lock:
+            store.db.conn.backup(self.conn)
+
+    def close(self) -> None:
+        """Release the copy (and delete its temporary file)."""
+        self.conn.close()
+        if self.path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            self.path = None
+
+
 class Store:
     """All emulator state, behind API-shaped methods."""
 
@@ -170,19 +193,20 @@ class Store:
             for table in STATE_TABLES:
                 db.execute(f"DELETE FROM {table}")
 
-    def snapshot(self) -> sqlite3.Connection:
-        """A copy of the whole database in memory (SQLite's online backup: about 1 ms per 10k profiles)."""
-        copy = sqlite3.connect(":memory:", check_same_thread=False)
-        with self.lock:
-            self.db.conn.backup(copy)
-        return copy
+    def snapshot(self) -> Snapshot:
+        """A copy of the whole database (SQLite's online backup: about 1 ms per 10k profiles).
 
-    def restore(self, snapshot: sqlite3.Connection) -> None:
+        In memory for an in-memory store; in a temporary file for a --db store, whose state may be
+        far larger than the memory we want to hold for it.
+        """
+        return Snapshot(self, on_disk=bool(self.path))
+
+    def restore(self, snapshot: Snapshot) -> None:
         """Make the database exactly the snapshot again (every table, schema included), in one step."""
         with self.lock:
             if self.db.conn.in_transaction:  # an implicit transaction left open would block the backup
                 self.db.conn.commit()
-            snapshot.backup(self.db.conn)
+            snapshot.conn.backup(self.db.conn)
 
     def close(self) -> None:
         """Close the database connection."""
