@@ -61,7 +61,7 @@ class Emulator:
         applied = []
         for path in paths:
             counts = self.apply_seed(load_seed_file(path), source=path)
-            applied.append(f"{path} ({', '.join(f'{n} {k}' for k, n in counts.items() if n)})")
+            applied.append(f"{path} ({', '.join(f'{k}={n}' for k, n in counts.items() if n)})")
         if applied:
             self.seed_status = "loaded " + "; ".join(applied)
 

@@ -42,7 +42,7 @@ def test_health_reports_every_part_and_503_when_one_is_not_ready(app, client):
 
 def test_health_names_the_loaded_seed(seeded):
     detail = seeded.test_client().get("/_emulator/health").get_json()["parts"]["seed"]["detail"]
-    assert detail.startswith(f"loaded {EXAMPLE} (") and "5 profiles" in detail
+    assert detail.startswith(f"loaded {EXAMPLE} (") and "profiles=5" in detail
 
 
 def test_reset_returns_to_the_start_up_seed(seeded):
