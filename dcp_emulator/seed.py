@@ -32,6 +32,7 @@ from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, Store
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
+MAX_DEPTH = 64  # YAML nesting accepted (a seed needs about 8)
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -91,6 +92,21 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _check_depth(text: str, source: str) -> None:
+    """Refuse absurd nesting before composing: libyaml's composer recurses in C and would crash the
+    process (a segfault, not an exception) on a body such as 100,000 '[' characters."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):  # events only: an iterative parser, no recursion
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise SeedError(source, f"line {mark.line + 1}, column {mark.column + 1}",
+                                f"nested deeper than {MAX_DEPTH} levels; a seed needs fewer than 10")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
     """Parse YAML (or JSON, a subset of YAML) seed text into a mapping; syntax errors are SeedErrors."""
     if isinstance(text, bytes):
@@ -99,13 +115,16 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
         except UnicodeDecodeError as e:
             raise SeedError(source, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        _check_depth(text, source)
+        data = yaml.load(text, Loader=_Loader)  # safe: _Loader derives from (C)SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SeedError(source, where, f"invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise SeedError(source, "", f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise SeedError(source, "", "the YAML is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -331,7 +350,8 @@ class _Applier:
                                        (sid,)).fetchone()[0]
         for i, ds in enumerate(datasources):
             ds_path = f"{_key_path(path, 'datasources')}[{i}]"
-            self.datasource(ds, ds_path, account_id, sid, opt_id if ds.get("is_optimizely") else None)
+            is_opt = isinstance(ds, dict) and ds.get("is_optimizely")
+            self.datasource(ds, ds_path, account_id, sid, opt_id if is_opt else None)
         self.aliases(d.get("aliases"), _key_path(path, "aliases"), account_id, sid, opt_id)
         if archived:
             self.to_archive.append(("dcp_services", sid))

@@ -328,3 +328,15 @@ def test_load_and_apply_helpers(tmp_path):
         assert yaml.safe_load(yaml.safe_dump(exported)) == exported
     finally:
         store.close()
+
+
+def test_absurd_nesting_is_refused_before_it_can_crash_the_parser(client):
+    """libyaml's composer recurses in C: 100,000 '[' would be a segfault, not an exception."""
+    for text in ("[" * 100_000, "- " * 100_000 + "x"):
+        with pytest.raises(SeedError) as info:
+            parse_seed(text, "deep.yaml")
+        assert "nested deeper than 64 levels" in info.value.problem
+    resp = client.post("/_emulator/seed", data="[" * 100_000)
+    assert resp.status_code == 400 and resp.get_json()["code"] == "invalid_seed"
+    resp = client.post("/_emulator/seed", data="[" * 100_000, content_type="application/json")
+    assert resp.status_code == 400 and "invalid JSON" in resp.get_json()["message"]

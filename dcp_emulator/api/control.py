@@ -70,7 +70,7 @@ def seed():
         if request.mimetype == "application/json":
             try:
                 data = json.loads(raw.decode("utf-8-sig") or "{}")
-            except (UnicodeDecodeError, ValueError) as e:
+            except (UnicodeDecodeError, ValueError, RecursionError) as e:
                 raise SeedError(source, "", f"invalid JSON: {e}") from None
         else:
             data = parse_seed(raw, source)
