@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"largest S3 object accepted ({ENV_PREFIX}MAX_OBJECT_BYTES; default {d.max_object_bytes})")
     serve.add_argument("--journal-size", type=int, default=None, metavar="N",
                        help=f"request journal entries kept ({ENV_PREFIX}JOURNAL_SIZE; default {d.journal_size})")
+    serve.add_argument("--upload-error-limit", type=int, default=None, metavar="N",
+                       help=f"row errors kept per bulk upload, the total is always counted "
+                            f"({ENV_PREFIX}UPLOAD_ERROR_LIMIT; default {d.upload_error_limit})")
+    serve.add_argument("--ingest-batch-rows", type=int, default=None, metavar="N",
+                       help=f"rows applied per transaction by the bulk ingest ({ENV_PREFIX}INGEST_BATCH_ROWS; "
+                            f"default {d.ingest_batch_rows})")
     serve.add_argument("--quiet", action="store_true", default=None,
                        help=f"do not log each request ({ENV_PREFIX}LOG_REQUESTS=0)")
     return parser
@@ -54,38 +60,54 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, db=args.db, seed=args.seed,
             max_services_per_account=args.max_services_per_account, max_body_bytes=args.max_body_bytes,
             max_object_bytes=args.max_object_bytes, journal_size=args.journal_size,
+            upload_error_limit=args.upload_error_limit, ingest_batch_rows=args.ingest_batch_rows,
             log_requests=False if args.quiet else None,
         )
     except ValueError as e:
         print(f"dcp-emulator: {e}", file=sys.stderr)
+        return 2
+    if not 0 <= config.port <= 65535:  # the OS would silently wrap 70000 to 4464
+        print(f"dcp-emulator: the port must be between 0 and 65535 (0 picks a free one), got {config.port}",
+              file=sys.stderr)
         return 2
     return serve(config)
 
 
 def serve(config: Config) -> int:
     """Serve until Ctrl-C or SIGTERM; errors at start-up are one readable line, not a traceback."""
+    import sqlite3
+
     from .errors import SeedError
     from .server import EmulatorServer
-
-    try:
-        server = EmulatorServer(config)
-    except SeedError as e:
-        print(f"dcp-emulator: invalid seed: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"dcp-emulator: cannot listen on {config.host}:{config.port}: {e.strerror or e}", file=sys.stderr)
-        return 1
 
     def _terminate(signum, frame):  # container runtimes stop with SIGTERM: treat it like Ctrl-C
         raise KeyboardInterrupt
 
+    # Install both handlers before anything else, so a signal during start-up or right after the banner
+    # still ends cleanly. SIGINT is set explicitly because a parent that started us in the background
+    # (a shell's '&', some CI runners) leaves it ignored, and Ctrl-C would then do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    print(server.banner(), flush=True)
+    server = None
     try:
-        server.serve_forever()
+        try:
+            server = EmulatorServer(config)
+        except SeedError as e:
+            print(f"dcp-emulator: invalid seed: {e}", file=sys.stderr)
+            return 2
+        except sqlite3.Error as e:
+            print(f"dcp-emulator: cannot use database {config.db}: {e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"dcp-emulator: cannot listen on {config.host}:{config.port}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        print(server.banner(), flush=True)
+        server.serve_forever()  # werkzeug's returns quietly on KeyboardInterrupt
     except KeyboardInterrupt:
-        print("dcp-emulator: stopping.", flush=True)
+        pass  # a signal before or after serve_forever proper
     finally:
-        server.server.server_close()
-        server.emulator.close()
+        if server is not None:
+            print("dcp-emulator: stopping.", flush=True)
+            server.server.server_close()
+            server.emulator.close()
     return 0

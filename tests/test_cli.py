@@ -1,0 +1,132 @@
+"""``python -m dcp_emulator serve``: options, environment variables, banner, signals, start-up errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from dcp_emulator import cli
+from dcp_emulator.app import DEFAULT_TOKENS
+from dcp_emulator.config import ENV_PREFIX, Config
+from served import ROOT, ServedEmulator
+
+H = {"Token": DEFAULT_TOKENS["classic"]}
+
+# Config fields whose option is not simply --<field-name>.
+OPTION_OF = {"log_requests": "--quiet"}
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    import os
+    return subprocess.run([sys.executable, "-m", "dcp_emulator", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_help_documents_every_option_and_its_environment_variable():
+    result = _run("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for f in dataclasses.fields(Config):
+        option = OPTION_OF.get(f.name, "--" + f.name.replace("_", "-"))
+        assert option in text, f"{option} missing from --help"
+        assert ENV_PREFIX + f.name.upper() in text, f"{ENV_PREFIX}{f.name.upper()} missing from --help"
+    top = _run("--help")
+    assert top.returncode == 0 and "serve" in top.stdout
+
+
+def test_every_option_reaches_the_config(monkeypatch):
+    seen: list[Config] = []
+    monkeypatch.setattr(cli, "serve", lambda config: seen.append(config) or 0)
+    for f in dataclasses.fields(Config):
+        monkeypatch.delenv(ENV_PREFIX + f.name.upper(), raising=False)
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "0", "--db", "x.db", "--seed", "a.yaml", "--seed",
+                     "b.yaml", "--max-services-per-account", "3", "--max-body-bytes", "10", "--max-object-bytes", "11",
+                     "--journal-size", "12", "--upload-error-limit", "13", "--ingest-batch-rows", "14",
+                     "--quiet"]) == 0
+    c = seen[0]
+    assert (c.host, c.port, c.db, c.seed, c.max_services_per_account, c.max_body_bytes, c.max_object_bytes,
+            c.journal_size, c.upload_error_limit, c.ingest_batch_rows, c.log_requests) == \
+        ("0.0.0.0", 0, "x.db", ["a.yaml", "b.yaml"], 3, 10, 11, 12, 13, 14, False)
+
+
+def test_environment_variables_fill_the_config_and_options_win(monkeypatch):
+    seen: list[Config] = []
+    monkeypatch.setattr(cli, "serve", lambda config: seen.append(config) or 0)
+    monkeypatch.setenv("DCP_EMULATOR_PORT", "9999")
+    monkeypatch.setenv("DCP_EMULATOR_MAX_SERVICES_PER_ACCOUNT", "4")
+    monkeypatch.setenv("DCP_EMULATOR_SEED", "a.yaml,b.yaml")
+    monkeypatch.setenv("DCP_EMULATOR_LOG_REQUESTS", "0")
+    monkeypatch.setenv("DCP_EMULATOR_DB", "")  # empty means unset
+    cli.main(["serve", "--port", "0"])
+    c = seen[0]
+    assert (c.port, c.max_services_per_account, c.seed, c.log_requests, c.db) == (0, 4, ["a.yaml", "b.yaml"], False,
+                                                                                 None)
+
+
+def test_config_from_env_parses_every_kind():
+    c = Config.from_env({"DCP_EMULATOR_PORT": "81", "DCP_EMULATOR_LOG_REQUESTS": "yes",
+                         "DCP_EMULATOR_HOST": "0.0.0.0"})
+    assert (c.port, c.log_requests, c.host) == (81, True, "0.0.0.0")
+    with pytest.raises(ValueError, match="DCP_EMULATOR_PORT must be an integer"):
+        Config.from_env({"DCP_EMULATOR_PORT": "eighty"})
+
+
+def test_port_0_banner_ctrl_c_exits_cleanly():
+    emu = ServedEmulator().start()  # with request logging on: the drain keeps stderr flowing
+    try:
+        port = int(emu.url.rsplit(":", 1)[1])
+        assert port > 0
+        banner = "".join(emu.stdout)
+        assert f"127.0.0.1:{port}" in banner and DEFAULT_TOKENS["classic"] in banner
+        for part in ("/experiment/v1/", "/api/", "/_emulator/"):
+            assert f"{emu.url}{part}" in banner
+        info = requests.get(emu.url + "/_emulator/info", timeout=5).json()
+        assert info["base_url"] == emu.url and info["tokens"]["classic"] == DEFAULT_TOKENS["classic"]
+        assert info["rest_api_url"] == emu.url + "/experiment/v1" and info["profile_api_url"] == emu.url + "/api"
+        assert requests.get(emu.url + "/experiment/v1/dcp_services", headers=H, timeout=5).json() == []
+    finally:
+        rc = emu.stop(signal.SIGINT)
+    assert rc == 0, emu.output
+    assert "Traceback" not in emu.output and "dcp-emulator: stopping." in emu.output
+
+
+def test_environment_variables_alone_configure_the_served_process_and_sigterm_exits_cleanly():
+    env = {"DCP_EMULATOR_PORT": "0", "DCP_EMULATOR_HOST": "127.0.0.1", "DCP_EMULATOR_MAX_SERVICES_PER_ACCOUNT": "2",
+           "DCP_EMULATOR_LOG_REQUESTS": "0"}
+    emu = ServedEmulator(env=env, port_arg=False).start()
+    try:
+        url = emu.url + "/experiment/v1/dcp_services"
+        assert [requests.post(url, json={"name": n}, headers=H, timeout=5).status_code for n in "abc"] == \
+            [201, 201, 400]
+        assert "GET /_emulator/health" not in "".join(emu.stderr)  # request logging is off
+    finally:
+        rc = emu.stop(signal.SIGTERM)
+    assert rc == 0, emu.output
+    assert "Traceback" not in emu.output and "dcp-emulator: stopping." in emu.output
+
+
+@pytest.mark.parametrize(("args", "env", "rc", "message"), [
+    (["--port", "70000"], {}, 2, "between 0 and 65535"),
+    ([], {"DCP_EMULATOR_PORT": "eighty"}, 2, "DCP_EMULATOR_PORT must be an integer"),
+    (["--port", "0", "--db", "/nonexistent-dir/state.db"], {}, 1, "cannot use database"),
+    (["--port", "x"], {}, 2, "invalid int value"),
+])
+def test_start_up_errors_are_one_readable_line(args, env, rc, message):
+    result = _run("serve", *args, env=env)
+    assert result.returncode == rc, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_readable_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _run("serve", "--port", str(taken.getsockname()[1]))
+    assert result.returncode == 1
+    assert "in use" in result.stderr and "Traceback" not in result.stderr  # werkzeug's own explanation
