@@ -1,0 +1,116 @@
+"""``--db PATH``: state survives a restart of the served process; the file is in WAL mode."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+
+import requests
+
+from dcp_emulator import create_app
+from dcp_emulator.app import DEFAULT_TOKENS
+from dcp_emulator.config import Config
+from served import ServedEmulator
+
+H = {"Token": DEFAULT_TOKENS["classic"]}
+M = "/experiment/v1"
+
+
+def _post(base: str, path: str, payload: dict, status: int = 201) -> dict:
+    resp = requests.post(base + path, json=payload, headers=H, timeout=10)
+    assert resp.status_code == status, resp.text
+    return resp.json()
+
+
+def _get(base: str, path: str) -> object:
+    resp = requests.get(base + path, headers=H, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def _everything(base: str, s: int, t: int, opt: int, p: int) -> dict:
+    return {
+        "services": _get(base, f"{M}/dcp_services"),
+        "tables": _get(base, f"{M}/dcp_services/{s}/dcp_datasources"),
+        "attributes": _get(base, f"{M}/dcp_datasources/{t}/dcp_datasource_attributes"),
+        "project": _get(base, f"{M}/projects/{p}"),
+        "profile": _get(base, f"/api/customer_profile/{s}/{t}/cust-1"),
+        "alias": _get(base, f"/api/alias/{s}/{opt}/oeu-1"),
+        "view": _get(base, f"/api/consolidatedCustomerView/{s}/oeu-1"),
+    }
+
+
+def test_state_survives_a_restart_on_the_same_db_file(tmp_path):
+    db = tmp_path / "state.db"
+    with ServedEmulator("--db", str(db), "--quiet") as first:
+        base = first.url
+        s = _post(base, f"{M}/dcp_services", {"name": "Persistent"})["id"]
+        opt = next(x["id"] for x in _get(base, f"{M}/dcp_services/{s}/dcp_datasources") if x["is_optimizely"])
+        t = _post(base, f"{M}/dcp_services/{s}/dcp_datasources",
+                  {"name": "CRM", "keyfield_locator_type": "cookie", "keyfield_locator_name": "crm"})["id"]
+        for name, datatype, fmt in (("tier", "string", None), ("score", "long", None), ("since", "datetime", "epoch")):
+            _post(base, f"{M}/dcp_datasources/{t}/dcp_datasource_attributes",
+                  {"name": name, "datatype": datatype, "format": fmt})
+        _post(base, f"/api/customer_profile/{s}/{t}/cust-1", {"data": {"tier": "gold", "score": 7, "since": 1651676123}})
+        _post(base, f"/api/alias/{s}/{opt}/oeu-1", {"data": {str(t): "cust-1"}})
+        p = _post(base, f"{M}/projects", {"project_name": "Web", "dcp_service_id": s})["id"]
+        before = _everything(base, s, t, opt, p)
+    assert first.proc.returncode == 0, first.output
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    with ServedEmulator("--db", str(db), "--quiet") as second:
+        after = _everything(second.url, s, t, opt, p)
+        assert after == before
+        assert after["profile"]["data"] == {"tier": "gold", "score": 7, "since": 1651676123}
+        # the id sequence carries on: nothing new collides with what was there
+        new_table = _post(second.url, f"{M}/dcp_services/{s}/dcp_datasources",
+                          {"name": "New", "keyfield_locator_type": "uid"})
+        assert new_table["id"] > max(s, t, opt, p)
+        # the default account was not created twice, and the one-service limit still counts the old service
+        _post(second.url, f"{M}/dcp_services", {"name": "Second"}, status=400)
+        info = requests.get(second.url + "/_emulator/info", timeout=5).json()
+        assert info["default_account_id"] == 1001 and info["tokens"]["classic"] == DEFAULT_TOKENS["classic"]
+    assert second.stop(signal.SIGTERM) == 0
+
+
+def test_without_db_state_is_in_memory_and_gone_after_restart():
+    with ServedEmulator("--quiet") as first:
+        _post(first.url, f"{M}/dcp_services", {"name": "Ephemeral"})
+        info = requests.get(first.url + "/_emulator/info", timeout=5).json()
+        assert info.get("db") is None
+    with ServedEmulator("--quiet") as second:
+        assert _get(second.url, f"{M}/dcp_services") == []
+
+
+def test_db_file_is_wal_and_two_in_memory_emulators_do_not_share_state(tmp_path):
+    app = create_app(Config(db=str(tmp_path / "x.db")))
+    mem_a, mem_b = create_app(Config()), create_app(Config())
+    try:
+        assert app.extensions["dcp_emulator"].store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert mem_a.test_client().post(f"{M}/dcp_services", json={"name": "A"}, headers=H).status_code == 201
+        assert mem_b.test_client().get(f"{M}/dcp_services", headers=H).get_json() == []
+    finally:
+        for a in (app, mem_a, mem_b):
+            a.extensions["dcp_emulator"].close()
+
+
+def test_a_write_refused_half_way_leaves_the_db_file_unchanged(tmp_path):
+    """Every API write is one transaction: a refused profile write changes nothing on disk."""
+    path = tmp_path / "x.db"
+    app = create_app(Config(db=str(path)))
+    try:
+        c = app.test_client()
+        s = c.post(f"{M}/dcp_services", json={"name": "S"}, headers=H).get_json()["id"]
+        t = c.post(f"{M}/dcp_services/{s}/dcp_datasources", json={"name": "T", "keyfield_locator_type": "uid"},
+                   headers=H).get_json()["id"]
+        c.post(f"{M}/dcp_datasources/{t}/dcp_datasource_attributes", json={"name": "n", "datatype": "long"}, headers=H)
+        assert c.post(f"/api/customer_profile/{s}/{t}/c", json={"data": {"n": 1}}, headers=H).status_code == 201
+        with sqlite3.connect(path) as conn:
+            before = conn.execute("SELECT * FROM profiles").fetchall()
+        assert c.post(f"/api/customer_profile/{s}/{t}/c", json={"data": {"n": 2, "x": 1}}, headers=H).status_code == 400
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT * FROM profiles").fetchall() == before
+    finally:
+        app.extensions["dcp_emulator"].close()
