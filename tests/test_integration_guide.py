@@ -1,0 +1,107 @@
+"""The vendor's integration guide, steps 3-6, end to end over HTTP against ``python -m dcp_emulator serve``;
+and the README's curl walkthrough, run as written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import requests
+
+from dcp_emulator.app import DEFAULT_TOKENS
+from served import ROOT, ServedEmulator
+
+M = "/experiment/v1"
+
+
+def test_integration_guide_steps_3_to_6():
+    with ServedEmulator("--quiet") as emu, requests.Session() as api:
+        base = emu.url
+        # Step 2 recommends OAuth: the emulator accepts the seeded OAuth access token as Bearer.
+        api.headers["Authorization"] = f"Bearer {DEFAULT_TOKENS['oauth']}"
+
+        def call(method: str, path: str, status: int, payload: dict | None = None):
+            resp = api.request(method, base + path, json=payload, timeout=10)
+            assert resp.status_code == status, f"{method} {path}: {resp.status_code} {resp.text}"
+            return resp.json() if resp.content else None
+
+        # 3. Create a DCP service and associate it with the project.
+        service = call("POST", f"{M}/dcp_services/", 201, {"name": "Acme DCP"})  # published clients use the slash
+        sid = service["id"]
+        project = call("POST", f"{M}/projects", 201, {"project_name": "Acme web"})
+        linked = call("PUT", f"{M}/projects/{project['id']}", 202, {"dcp_service_id": sid})
+        assert linked["dcp_service_id"] == sid
+        opt = next(t for t in call("GET", f"{M}/dcp_services/{sid}/dcp_datasources", 200) if t["is_optimizely"])
+
+        # 4. Create a table for the application's customer data.
+        table = call("POST", f"{M}/dcp_services/{sid}/dcp_datasources", 201, {
+            "name": "Acme CRM", "description": "Customers from the CRM", "keyfield_locator_type": "cookie",
+            "keyfield_locator_name": "acme_customer_id"})
+        tid = table["id"]
+        assert table["s3_path"] == f"dcp/{sid}/{tid}" and table["aws_access_key"] and table["aws_secret_key"]
+
+        # 5. Register attributes before any data is written.
+        for name, datatype, fmt in (("tier", "string", None), ("lifetime_value", "double", None),
+                                    ("newsletter", "bool", None), ("orders", "long", None),
+                                    ("first_order", "datetime", "yyyy-mm-dd")):
+            call("POST", f"{M}/dcp_datasources/{tid}/dcp_datasource_attributes", 201,
+                 {"name": name, "datatype": datatype, "format": fmt, "description": f"the {name}"})
+        registered = call("GET", f"{M}/dcp_datasources/{tid}", 200)["attributes"]
+        assert [a["name"] for a in registered] == ["tier", "lifetime_value", "newsletter", "orders", "first_order"]
+
+        # 6. Write customer profile attribute values (as strings, as a CSV-minded integration would).
+        p1 = call("POST", f"/api/customer_profile/{sid}/{tid}/cust-1", 201, {"data": {
+            "tier": "gold", "lifetime_value": "1234.5", "newsletter": "TRUE", "orders": "17",
+            "first_order": "2019-04-01"}})
+        assert p1["data"] == {"tier": "gold", "lifetime_value": 1234.5, "newsletter": True, "orders": 17,
+                              "first_order": "2019-04-01"}
+        call("POST", f"/api/customer_profile/{sid}/{tid}/cust-1", 201, {"data": {"orders": 18}})  # an update
+        call("POST", f"/api/customer_profile/{sid}/{tid}/cust-2", 201, {"data": {"tier": "silver"}})
+        # The Optimizely table can hold values of its own, keyed by Optimizely user id.
+        call("POST", f"{M}/dcp_datasources/{opt['id']}/dcp_datasource_attributes", 201,
+             {"name": "segment", "datatype": "string"})
+        call("POST", f"/api/customer_profile/{sid}/{opt['id']}/oeu-1", 201, {"data": {"segment": "returning"}})
+
+        # Alias the CRM customer to the Optimizely user, then read the consolidated view.
+        alias = call("POST", f"/api/alias/{sid}/{opt['id']}/oeu-1", 201, {"data": {str(tid): "cust-1"}})
+        assert alias["data"] == {str(tid): "cust-1"}
+        view = call("GET", f"/api/consolidatedCustomerView/{sid}/oeu-1", 200)
+        assert call("GET", f"/api/consolidatedCustomerView/{sid}/{opt['id']}/oeu-1", 200) == view
+        by_table = {v["datasourceId"]: v for v in view}
+        assert by_table[str(opt["id"])]["data"] == {"segment": "returning"}
+        assert by_table[str(tid)] == {"data": {"tier": "gold", "lifetime_value": 1234.5, "newsletter": True,
+                                               "orders": 18, "first_order": "2019-04-01"},
+                                      "dcpServiceId": str(sid), "datasourceId": str(tid), "customerId": "cust-1"}
+        assert len(view) == 2  # cust-2 is not aliased to this user
+        assert call("GET", f"/api/consolidatedCustomerView/{sid}/oeu-unknown", 200) == []
+
+
+def _readme_walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## 60-second walkthrough", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_curl_walkthrough_works_as_written():
+    script = _readme_walkthrough()
+    assert "E=http://127.0.0.1:8080" in script
+    with ServedEmulator("--quiet") as emu:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                                 script.replace("E=http://127.0.0.1:8080", f"E={emu.url}")],
+                                capture_output=True, text=True, timeout=60, cwd=Path(ROOT))
+        assert result.returncode == 0, result.stderr
+        # every curl answered JSON, none of it an error envelope
+        outputs = result.stdout.replace("}{", "}\n{").replace("]{", "]\n{").replace("}[", "}\n[").split("\n")
+        docs = [json.loads(line) for line in outputs if line.strip()]
+        assert len(docs) == script.count("curl "), result.stdout
+        assert not [d for d in docs if isinstance(d, dict) and "code" in d and "message" in d], result.stdout
+        # the ids the README promises in its comments
+        h = {"Token": DEFAULT_TOKENS["classic"]}
+        service = requests.get(f"{emu.url}{M}/dcp_services/1002", headers=h, timeout=5).json()
+        assert service["s3_path"] == "dcp/1002"
+        tables = requests.get(f"{emu.url}{M}/dcp_services/1002/dcp_datasources", headers=h, timeout=5).json()
+        assert [(t["id"], t["is_optimizely"]) for t in tables] == [(1003, True), (1004, False)]
+        assert docs[-1] == [{"dcpServiceId": "1002", "datasourceId": "1004", "customerId": "cust-1",
+                             "data": {"ltv": 12.5}}]
