@@ -15,9 +15,12 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -49,9 +52,9 @@ class HeaderError(Exception):
 
 @dataclass
 class Progress:
-    """How far an upload got; persisted with every batch so a restart resumes from ``lines_done``."""
+    """How far an upload got; persisted with every batch so a restart resumes after ``records_done``."""
 
-    lines_done: int = 0
+    records_done: int = 0  # records consumed after the header (blank lines and rejected rows included)
     rows_total: int = 0
     rows_stored: int = 0
     rows_rejected: int = 0
@@ -59,7 +62,7 @@ class Progress:
 
     def as_dict(self) -> dict:
         """The fields ``Store.apply_upload_batch`` records."""
-        return {"lines_done": self.lines_done, "rows_total": self.rows_total, "rows_stored": self.rows_stored,
+        return {"records_done": self.records_done, "rows_total": self.rows_total, "rows_stored": self.rows_stored,
                 "rows_rejected": self.rows_rejected, "errors": self.errors}
 
 
@@ -102,13 +105,19 @@ def check_utf8(raw: BinaryIO) -> None:
 
 @dataclass
 class Column:
-    """A data column of the header: its position, attribute name, stored key and validator."""
+    """A data column of the header: its position, attribute, stored key and validator."""
 
     index: int
     name: str
     key: str
-    describe: str
+    datatype: str
+    format: str | None
     convert: Callable[[Any], Any]
+
+    @property
+    def describe(self) -> str:
+        """'datatype long' or 'datatype datetime, format epoch' (for error reasons)."""
+        return f"datatype {self.datatype}" + (f", format {self.format}" if self.format else "")
 
 
 def resolve_header(cells: list[str], attributes: list[dict], archived_names: Iterable[str],
@@ -121,11 +130,12 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
     seen: dict[str, int] = {}
     for i, name in enumerate(cells):
         position = f"column {i + 1}"
-        if name in seen or (name.lower() == "customerid" and cid_index is not None):
-            raise HeaderError(f"The header names {name!r} twice ({position} and column {seen.get(name, cid_index) + 1}"
-                              "); each column may appear once.", column=name, value=name)
-        seen[name] = i
-        if name.lower() == "customerid":
+        key = "customerId" if name.lower() == "customerid" else name
+        if key in seen:
+            raise HeaderError(f"The header names {name!r} twice (column {seen[key] + 1} and {position}); each "
+                              "column may appear once.", column=name, value=name)
+        seen[key] = i
+        if key == "customerId":
             cid_index = i
             continue
         attr = by_name.get(name)
@@ -142,13 +152,12 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
                 reason = (f"{name!r} ({position}) is not a registered attribute of table {datasource_id} "
                           f"(registered: {listing}).{hint}")
             raise HeaderError(reason, column=name, value=name)
-        describe = f"datatype {attr['datatype']}" + (f", format {attr['format']}" if attr["format"] else "")
-        columns.append(Column(i, name, str(attr["id"]), describe,
+        columns.append(Column(i, name, str(attr["id"]), attr["datatype"], attr["format"],
                               datatypes.converter(attr["datatype"], attr["format"])))
     if cid_index is None:
-        raise HeaderError("The header has no customerId column (the name is case-insensitive); the first line "
-                          "must name the columns, e.g. customerId," + ",".join(a["name"] for a in attributes[:3]),
-                          column=None, value=",".join(cells)[:_SHOWN_VALUE_CHARS])
+        example = ",".join(["customerId"] + [a["name"] for a in attributes[:3]])
+        raise HeaderError(f"The header has no customerId column (the name is case-insensitive); the first line "
+                          f"must name the columns, e.g. {example}", value=_shown(",".join(cells)))
     return cid_index, columns
 
 
@@ -156,14 +165,185 @@ def _shown(value: str) -> str:
     return value if len(value) <= _SHOWN_VALUE_CHARS else value[: _SHOWN_VALUE_CHARS - 3] + "..."
 
 
-def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: list[dict],
-                 archived_names: Iterable[str], commit: Callable[[list[tuple], Progress], bool], *,
-                 progress: Progress | None = None, batch_rows: int = 5000, error_limit: int = 100) -> Progress | None:
-    """Parse and apply one file: rows go to ``commit(rows, progress)`` in batches, in file order.
+# ---------------------------------------------------------------------- column-wise validation
+# The ingest validates a batch column by column, at C speed where it can. Every value is judged by
+# ``datatypes.converter`` (the one validator), except where a *screen* proves for a whole column that
+# every value has a shape the converter accepts and whose JSON text is the value itself (canonical
+# decimal integers of at most 18 digits) or Python's own float text. A column that fails its screen
+# is converted value by value with the converter, so a screen can only make things faster, never
+# change a verdict. Columns of dates and booleans are validated once per distinct value.
+_LEADING_ZERO = re.compile(rb"(?:\A|\n)-?0[0-9]")
+_MEMO_LIMIT = 100_000  # validated distinct values remembered per column
 
-    ``raw`` is positioned at the file's start. With ``progress.lines_done`` > 0 the records up to that
-    line were applied before (a resumed upload) and are skipped. Returns the final progress, or None
-    when ``commit`` said to stop (the upload was cancelled). Raises HeaderError for a whole-file failure.
+
+def _present(values: tuple) -> tuple | list:
+    return [v for v in values if v] if "" in values else values
+
+
+def _canonical_integers(present, signed: bool) -> bool:
+    """Whether every value is a canonical decimal integer of at most 18 digits (its own JSON text)."""
+    if not present:
+        return True
+    joined = "\n".join(present)
+    if not joined.isascii() or joined.count("\n") != len(present) - 1 or max(map(len, present)) > 18:
+        return False
+    data = joined.encode("ascii")
+    if data.translate(None, b"0123456789\n-" if signed else b"0123456789\n"):
+        return False
+    minus = data.count(b"-")
+    if minus and (minus != data.count(b"\n-") + data.startswith(b"-") or b"-\n" in data or data.endswith(b"-")):
+        return False
+    if b"\n0" not in data and b"\n-0" not in data and not data.startswith((b"0", b"-0")):
+        return True  # no value starts with a zero (the common case, checked without a regex)
+    return _LEADING_ZERO.search(data) is None
+
+
+def _float_texts(present) -> list[str] | None:
+    """The JSON texts of a column of non-integral decimal numbers, or None when the screen fails."""
+    joined = "\n".join(present)
+    if not joined.isascii() or joined.count("\n") != len(present) - 1:
+        return None
+    data = joined.encode("ascii")
+    if data.translate(None, b"0123456789.eE+-\n"):
+        return None
+    if sum(map(str.isdigit, map(str.lstrip, present, itertools.repeat("-")))):
+        return None  # integral values are typed as integers: leave mixed columns to the converter
+    try:
+        floats = list(map(float, present))  # over this alphabet float() has exactly the converter's grammar
+    except ValueError:
+        return None
+    if math.inf in floats or -math.inf in floats:
+        return None
+    return json.dumps(floats)[1:-1].split(", ")
+
+
+class _ColumnBatch:
+    """Turns one column's raw cells into the SQL parameter of its JSON text; bad cells go to ``bad``."""
+
+    def __init__(self, column: Column):
+        self.column = column
+        self.kind = column.datatype if column.datatype in ("string", "long", "double", "bool") else (
+            "epoch" if column.format == "epoch" else "text")
+        self.quoted = self.kind in ("string", "text")  # SQL quotes these; the others are JSON already
+        self.memo: dict[str, str] = {"": ""}
+        self.invalid: dict[str, str] = {}
+
+    def sql(self, param: str) -> str:
+        """The SQL expression of this column's JSON text ('null' for an empty cell)."""
+        if self.quoted:
+            return f"json_quote(NULLIF({param}, ''))"
+        return f"coalesce(NULLIF({param}, ''), 'null')"
+
+    def convert(self, values: tuple, bad: dict[int, tuple[str, str, str]]) -> tuple | list:
+        """The column's parameters (JSON text, raw text for quoted kinds, '' when empty)."""
+        kind = self.kind
+        if kind == "string":
+            return values
+        if kind in ("bool", "text"):
+            return self._memoized(values, bad)
+        present = _present(values)
+        if kind in ("long", "epoch") and _canonical_integers(present, signed=kind == "long"):
+            return values
+        if kind == "double" and present:
+            texts = _float_texts(present)
+            if texts is not None:
+                if texts == present:
+                    return values  # every cell is already its float's own JSON text
+                if present is values:
+                    return texts
+                it = iter(texts)
+                return [next(it) if v else "" for v in values]
+        if kind == "double" and not present:
+            return values
+        return self._one_by_one(values, bad)
+
+    def _memoized(self, values: tuple, bad: dict) -> tuple | list:
+        """Validate each distinct value once (columns of dates and booleans repeat a lot)."""
+        memo, invalid = self.memo, self.invalid
+        if len(memo) + len(invalid) > _MEMO_LIMIT:
+            memo.clear(), invalid.clear()
+            memo[""] = ""
+        new = set(values) - memo.keys() - invalid.keys()
+        for value in new:
+            try:
+                typed = self.column.convert(value)
+                memo[value] = ("true" if typed else "false") if self.kind == "bool" else value
+            except datatypes.InvalidValue as e:
+                invalid[value] = e.reason
+        if invalid and not invalid.keys().isdisjoint(values):
+            for i, value in enumerate(values):
+                if value in invalid:
+                    self._reject(bad, i, value, invalid[value])
+            return [memo.get(v, "") for v in values]
+        if self.kind == "text" or set(values) <= _JSON_BOOLS:
+            return values  # dates as written; booleans already lower-case JSON
+        return list(map(memo.__getitem__, values))
+
+    def _one_by_one(self, values: tuple, bad: dict) -> list:
+        """The converter on every cell; the parameter is the JSON text of its typed value."""
+        convert = self.column.convert
+        out: list = []
+        for i, value in enumerate(values):
+            if not value:
+                out.append("")
+                continue
+            try:
+                out.append(json.dumps(convert(value)))
+            except datatypes.InvalidValue as e:
+                self._reject(bad, i, value, e.reason)
+                out.append("")
+        return out
+
+    def _reject(self, bad: dict, i: int, value: str, reason: str) -> None:
+        if i not in bad:  # the first bad column of a row is the one reported
+            bad[i] = (self.column.name, value, f"{reason} ({self.column.describe})")
+
+
+_JSON_BOOLS = {"true", "false", ""}
+
+
+class _Unparsable(list):
+    """A record the csv module could not parse (kept in the batch so line numbers stay right)."""
+
+    def __init__(self, reason: str):
+        super().__init__()
+        self.reason = reason
+
+
+def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch], strip_nulls: bool) -> str:
+    """The bulk form of UPSERT_PROFILE_SQL: each row's patch is concatenated from its cells' JSON texts.
+
+    An empty cell becomes a JSON null member, removed by json_patch('{}', ...) so it leaves the stored
+    value unchanged (the JSON API's null means "clear"; an empty cell does not). Attribute keys and
+    ``datasource_id`` are integers, so the SQL text carries no client data.
+    """
+    if batches:
+        pieces = []
+        for n, b in enumerate(batches):  # parameters are the row's cells: ?k is header column k
+            opener = "{" if n == 0 else ","
+            pieces.append(f"'{opener}\"{int(b.column.key)}\":' || {b.sql(f'?{b.column.index + 1}')}")
+        obj = " || ".join(pieces) + " || '}'"
+    else:
+        obj = "'{}'"
+    value = f"json_patch('{{}}', {obj})" if strip_nulls else obj
+    return (f"INSERT INTO profiles (datasource_id, customer_id, data) VALUES ({int(datasource_id)}, ?{cid_param}, "
+            f"{value}) "
+            "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, excluded.data)")
+
+
+def _lines_spanned(cells: list[str]) -> int:
+    """Physical lines of a record: 1 plus the line breaks inside its quoted cells."""
+    return 1 + sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in cells)
+
+
+def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: list[dict],
+                 archived_names: Iterable[str], commit: Callable[[str, list[tuple], Progress], bool], *,
+                 progress: Progress | None = None, batch_rows: int = 5000, error_limit: int = 100) -> Progress | None:
+    """Parse and apply one file: batches go to ``commit(sql, rows, progress)`` in file order.
+
+    ``raw`` is positioned at the file's start. With ``progress.records_done`` > 0 that many records
+    were applied before (a resumed upload) and are skipped. Returns the final progress, or None when
+    ``commit`` said to stop (the upload was cancelled). Raises HeaderError for a whole-file failure.
     """
     progress = progress or Progress()
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
@@ -171,90 +351,99 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
     if not header_line.strip():
         raise HeaderError("The file is empty: its first line must be the header (customerId and attribute names).")
     delimiter = delimiter_for(file_name, header_line)
-    reader = csv.reader(_chain_first(header_line, text), delimiter=delimiter, quotechar='"', doublequote=True,
-                        skipinitialspace=True, strict=False)
+    reader = csv.reader(itertools.chain((header_line,), text), delimiter=delimiter, quotechar='"',
+                        doublequote=True, skipinitialspace=True, strict=False)
     try:
         header = next(reader)
     except csv.Error as e:
         raise HeaderError(f"The header line cannot be parsed: {e}.") from None
     cid_index, columns = resolve_header(header, attributes, archived_names, datasource_id)
-    converters = [(c.index, c.key, c.convert) for c in columns]
+    batches = [_ColumnBatch(c) for c in columns]
+    sql_plain = _upsert_sql(datasource_id, cid_index + 1, batches, strip_nulls=False)
+    sql_strip = _upsert_sql(datasource_id, cid_index + 1, batches, strip_nulls=True)
     ncols = len(header)
-    skip_until = progress.lines_done
     errors = progress.errors
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    InvalidValue = datatypes.InvalidValue
-    batch: list[tuple] = []
-    append = batch.append
-    stored = rejected = total = 0
-    last_line = reader.line_num
+    cid_name = header[cid_index]
 
-    def reject(line: int, column: str | None, value: str | None, reason: str) -> None:
-        nonlocal rejected
-        rejected += 1
-        if len(errors) < error_limit:
-            errors.append({"line": line, "column": column, "value": None if value is None else _shown(value),
-                           "reason": reason})
+    def read(n: int) -> list:
+        rows: list = []
+        while len(rows) < n:
+            try:
+                rows.extend(itertools.islice(reader, n - len(rows)))
+                break
+            except csv.Error as e:  # rows read before the error stay in ``rows``
+                rows.append(_Unparsable(f"the row cannot be parsed: {e}"))
+        return rows
 
-    def flush() -> bool:
-        nonlocal stored, rejected, total
-        progress.lines_done = last_line
-        progress.rows_total += total
-        progress.rows_stored += stored
-        progress.rows_rejected += rejected
-        stored = rejected = total = 0
-        ok = commit(batch, progress)
-        batch.clear()
-        return ok
-
+    skip = progress.records_done
+    while skip:  # a resumed upload: these records were applied before the restart
+        skip -= len(read(min(skip, batch_rows))) or skip
     while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
+        line_before = reader.line_num
+        rows = read(batch_rows)
+        if not rows:
             break
-        except csv.Error as e:  # e.g. a cell over the csv module's field size limit: reject this record only
-            line = last_line + 1
-            last_line = reader.line_num
-            if last_line > skip_until:
-                total += 1
-                reject(line, None, None, f"the row cannot be parsed: {e}")
-            continue
-        line = last_line + 1
-        last_line = reader.line_num
-        if last_line <= skip_until or not cells:  # applied before a restart, or a blank line
-            continue
-        total += 1
-        if len(cells) != ncols:
-            reject(line, None, _shown(delimiter.join(cells)),
-                   f"expected {ncols} cells (as many as header columns), got {len(cells)}")
-            continue
-        customer_id = cells[cid_index]
-        if not customer_id or len(customer_id) > 1024:
-            reject(line, header[cid_index], customer_id,
-                   "missing customerId" if not customer_id else "customerId longer than 1024 characters")
-            continue
-        patch = {}
-        try:
-            for index, key, convert in converters:
-                value = cells[index]
-                if value:  # an empty cell leaves the stored value unchanged
-                    patch[key] = convert(value)
-        except InvalidValue as e:
-            column = next(c for c in columns if c.index == index)
-            reject(line, column.name, value, f"{e.reason} ({column.describe})")
-            continue
-        append((datasource_id, customer_id, encode(patch)))
-        stored += 1
-        if len(batch) >= batch_rows and not flush():
+        one_line_each = reader.line_num - line_before == len(rows)
+
+        def line_of(i: int) -> int:
+            if one_line_each:
+                return line_before + i + 1
+            return line_before + 1 + sum(_lines_spanned(r) for r in rows[:i])
+
+        bad: dict[int, tuple[str | None, str | None, str]] = {}
+        blank = 0
+        if set(map(len, rows)) != {ncols}:
+            good = []
+            for i, cells in enumerate(rows):
+                if len(cells) == ncols:
+                    good.append(cells)
+                elif type(cells) is _Unparsable:
+                    bad[i] = (None, None, cells.reason)
+                elif not cells:
+                    blank += 1  # a blank line: not a row
+                else:
+                    bad[i] = (None, _shown(delimiter.join(cells)),
+                              f"expected {ncols} cells (as many as header columns), got {len(cells)}")
+            positions = [i for i, cells in enumerate(rows) if len(cells) == ncols]
+        else:
+            good, positions = rows, None
+        local_bad: dict[int, tuple] = {}
+        records = good
+        strip = False
+        if good:
+            cols = list(zip(*good))
+            cids = cols[cid_index]
+            if "" in cids or max(map(len, cids)) > 1024:
+                for i, cid in enumerate(cids):
+                    if not cid or len(cid) > 1024:
+                        local_bad[i] = (cid_name, cid, "missing customerId" if not cid
+                                        else "customerId longer than 1024 characters")
+            changed = False
+            for b in batches:
+                values = cols[b.column.index]
+                strip = strip or "" in values
+                params = b.convert(values, local_bad)
+                if params is not values:
+                    cols[b.column.index] = params
+                    changed = True
+            if changed:  # some cells are passed as their JSON text rather than as written
+                records = list(zip(*cols))
+        for i, entry in local_bad.items():
+            bad[positions[i] if positions is not None else i] = entry
+        if local_bad:
+            records = [r for i, r in enumerate(records) if i not in local_bad]
+        for i in sorted(bad):
+            column, value, reason = bad[i]
+            if len(errors) < error_limit:
+                errors.append({"line": line_of(i), "column": column,
+                               "value": None if value is None else _shown(value), "reason": reason})
+        progress.records_done += len(rows)
+        progress.rows_total += len(rows) - blank
+        progress.rows_stored += len(records)
+        progress.rows_rejected += len(bad)
+        if not commit(sql_strip if strip else sql_plain, records, progress):
             return None
-    if not flush():
-        return None
     return progress
-
-
-def _chain_first(first: str, rest: Iterable[str]):
-    yield first
-    yield from rest
 
 
 # ---------------------------------------------------------------------- the worker
@@ -374,7 +563,7 @@ class Ingestor:
     def process(self, row: dict) -> None:
         """Apply one upload (fresh or resumed) and give it its final status."""
         upload_id = row["id"]
-        resumed = row["lines_done"] > 0
+        resumed = row["records_done"] > 0
         partial = (f" {row['rows_stored']} row(s) of it had been applied before the emulator stopped; they stay."
                    if resumed and row["rows_stored"] else "")
         path = os.path.join(self.spool_dir, row["spool"]) if row["spool"] else None
@@ -395,7 +584,7 @@ class Ingestor:
         attributes = self.store.active_attributes(row["datasource_id"])
         archived = [r["name"] for r in self.store._all(
             "SELECT name FROM attributes WHERE dcp_datasource_id = ? AND archived = 1", (row["datasource_id"],))]
-        progress = Progress(row["lines_done"], row["rows_total"], row["rows_stored"], row["rows_rejected"],
+        progress = Progress(row["records_done"], row["rows_total"], row["rows_stored"], row["rows_rejected"],
                             json.loads(row["errors"]))
         try:
             with open(path, "rb") as raw:
@@ -404,7 +593,7 @@ class Ingestor:
                     raw.seek(0)
                 result = apply_stream(
                     raw, row["file_name"], row["datasource_id"], attributes, archived,
-                    lambda rows, p: self.store.apply_upload_batch(upload_id, rows, p.as_dict()),
+                    lambda sql, rows, p: self.store.apply_upload_batch(upload_id, sql, rows, p.as_dict()),
                     progress=progress, batch_rows=self.batch_rows, error_limit=self.error_limit)
         except HeaderError as e:
             self.store.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     status TEXT NOT NULL, rows_total INTEGER NOT NULL DEFAULT 0, rows_stored INTEGER NOT NULL DEFAULT 0,
     rows_rejected INTEGER NOT NULL DEFAULT 0, errors TEXT NOT NULL DEFAULT '[]',
     warnings TEXT NOT NULL DEFAULT '[]', failure TEXT, received_at TEXT NOT NULL, started_at TEXT,
-    finished_at TEXT, spool TEXT, lines_done INTEGER NOT NULL DEFAULT 0);
+    finished_at TEXT, spool TEXT, records_done INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS uploads_unfinished ON uploads(status, id);
 """
 
@@ -872,19 +872,19 @@ class Store:
                              "WHERE id = ? AND status IN ('pending', 'processing')", (now(), upload_id))
             return cur.rowcount == 1
 
-    def apply_upload_batch(self, upload_id: int, rows: list[tuple], progress: dict) -> bool:
-        """Upsert a batch of (datasource_id, customer_id, patch JSON) rows and record the upload's progress
-        in the same transaction, so a crash never separates the two. False (nothing written) when the
-        upload is no longer processing (the emulator was reset meanwhile)."""
+    def apply_upload_batch(self, upload_id: int, sql: str, rows: list[tuple], progress: dict) -> bool:
+        """Run a bulk upsert (``sql`` over ``rows``, built by ingest.py with the merge semantics of
+        UPSERT_PROFILE_SQL) and record the upload's progress in the same transaction, so a crash never
+        separates the two. False (nothing written) when the upload is no longer processing (reset)."""
         with self.transaction() as db:
             row = db.execute("SELECT status FROM uploads WHERE id = ?", (upload_id,)).fetchone()
             if row is None or row[0] != "processing":
                 return False
             if rows:
-                db.conn.executemany(UPSERT_PROFILE_SQL, rows)
-            db.execute("UPDATE uploads SET lines_done = ?, rows_total = ?, rows_stored = ?, rows_rejected = ?, "
+                db.conn.executemany(sql, rows)
+            db.execute("UPDATE uploads SET records_done = ?, rows_total = ?, rows_stored = ?, rows_rejected = ?, "
                        "errors = ? WHERE id = ?",
-                       (progress["lines_done"], progress["rows_total"], progress["rows_stored"],
+                       (progress["records_done"], progress["rows_total"], progress["rows_stored"],
                         progress["rows_rejected"], json.dumps(progress["errors"]), upload_id))
         return True
 
