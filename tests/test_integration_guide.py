@@ -78,30 +78,66 @@ def test_integration_guide_steps_3_to_6():
         assert call("GET", f"/api/consolidatedCustomerView/{sid}/oeu-unknown", 200) == []
 
 
-def _readme_walkthrough() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## 60-second walkthrough", 1)[1]
-    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+def _readme_block(after: str, index: int = 0) -> str:
+    """The index-th ```bash block of the README after the heading/text ``after``."""
+    section = (ROOT / "README.md").read_text().split(after, 1)[1]
+    return re.findall(r"```bash\n(.*?)```", section, re.S)[index]
 
 
-def test_the_readme_curl_walkthrough_works_as_written():
-    script = _readme_walkthrough()
-    assert "E=http://127.0.0.1:8080" in script
+def _bash(script: str, url: str) -> subprocess.CompletedProcess:
+    prelude = f"E={url}; T='Token: {DEFAULT_TOKENS['classic']}'; J='Content-Type: application/json'\n"
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + script.replace("E=http://127.0.0.1:8080", f"E={url}")],
+                          capture_output=True, text=True, timeout=60, cwd=Path(ROOT))
+
+
+def _json_docs(stdout: str) -> list:
+    lines = stdout.replace("}{", "}\n{").replace("]{", "]\n{").replace("}[", "}\n[").split("\n")
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def test_the_readme_curl_walkthrough_and_examples_work_as_written():
+    walkthrough = _readme_block("## 60-second walkthrough")
+    assert "E=http://127.0.0.1:8080" in walkthrough
+    h = {"Token": DEFAULT_TOKENS["classic"]}
     with ServedEmulator("--quiet") as emu:
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c",
-                                 script.replace("E=http://127.0.0.1:8080", f"E={emu.url}")],
-                                capture_output=True, text=True, timeout=60, cwd=Path(ROOT))
+        result = _bash(walkthrough, emu.url)
         assert result.returncode == 0, result.stderr
-        # every curl answered JSON, none of it an error envelope
-        outputs = result.stdout.replace("}{", "}\n{").replace("]{", "]\n{").replace("}[", "}\n[").split("\n")
-        docs = [json.loads(line) for line in outputs if line.strip()]
-        assert len(docs) == script.count("curl "), result.stdout
-        assert not [d for d in docs if isinstance(d, dict) and "code" in d and "message" in d], result.stdout
+        docs = _json_docs(result.stdout)
+        assert len(docs) == walkthrough.count("curl "), result.stdout  # every curl answered JSON ...
+        assert not [d for d in docs if isinstance(d, dict) and "code" in d], result.stdout  # ... and no error
         # the ids the README promises in its comments
-        h = {"Token": DEFAULT_TOKENS["classic"]}
         service = requests.get(f"{emu.url}{M}/dcp_services/1002", headers=h, timeout=5).json()
         assert service["s3_path"] == "dcp/1002"
         tables = requests.get(f"{emu.url}{M}/dcp_services/1002/dcp_datasources", headers=h, timeout=5).json()
         assert [(t["id"], t["is_optimizely"]) for t in tables] == [(1003, True), (1004, False)]
         assert docs[-1] == [{"dcpServiceId": "1002", "datasourceId": "1004", "customerId": "cust-1",
                              "data": {"ltv": 12.5}}]
+
+        # "What is emulated": the one-line examples continue the walkthrough
+        examples = _readme_block("### Endpoints")
+        result = _bash(examples, emu.url)
+        assert result.returncode == 0, result.stderr
+        docs = _json_docs(result.stdout)
+        assert not [d for d in docs if isinstance(d, dict) and "code" in d], result.stdout
+        assert requests.get(f"{emu.url}{M}/projects/1006", headers=h, timeout=5).json()["dcp_service_id"] == 1002
+        attribute = requests.get(f"{emu.url}{M}/dcp_datasource_attributes/1005", headers=h, timeout=5).json()
+        assert attribute["name"] == "ltv" and attribute["archived"] is False
+        assert docs[-1] == []  # the aliased profile has no values left, so the view leaves it out
+
+        # the error envelope example prints what the README shows
+        error_example = _readme_block("### Status codes and the error envelope")
+        command, shown = error_example.strip().split("\n# ")
+        got = json.loads(_bash(command, emu.url).stdout)
+        expected = json.loads(shown)
+        assert {k: v for k, v in got.items() if k != "request_id"} == \
+            {k: v for k, v in expected.items() if k != "request_id"}
+
+        # the authentication table's examples answer what the table says
+        auth = (ROOT / "README.md").read_text().split("### Authentication", 1)[1].split("\n## ", 1)[0]
+        rows = re.findall(r"\| (\d{3}|accepted)[^|]*\| `(curl [^`]+)` \|", auth)
+        assert len(rows) >= 5
+        for answer, command in rows:
+            if "<" in command:
+                continue  # a placeholder for a token of another account
+            code = _bash(command.replace("curl ", "curl -s -o /dev/null -w '%{http_code}' ", 1), emu.url).stdout
+            assert code == ("200" if answer == "accepted" else answer), (command, code)
