@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
@@ -130,12 +131,12 @@ class Emulator:
         try:
             self.store.ping()
             parts["store"] = {"ready": True, "detail": self.config.db or "in memory"}
-        except Exception as e:  # the probe's job is to report any failure, not to raise it
+        except Exception as e:  # noqa: BLE001 - the probe reports any failure instead of raising it
             parts["store"] = {"ready": False, "detail": f"{type(e).__name__}: {e}"}
         for name, check in self._readiness_checks.items():
             try:
                 ready, detail = check()
-            except Exception as e:  # a failing check means "not ready", with the reason
+            except Exception as e:  # noqa: BLE001 - a failing check means "not ready", with the reason
                 ready, detail = False, f"{type(e).__name__}: {e}"
             parts[name] = {"ready": bool(ready), "detail": detail}
         return parts

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from .errors import AuthenticationFailed, PersonalTokenRefused, Unauthorized
 from .store import Store, now

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Mapping
 
 ENV_PREFIX = "DCP_EMULATOR_"
 
@@ -26,7 +26,7 @@ class Config:
     log_requests: bool = True
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Config":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
         """A Config from DCP_EMULATOR_* variables, then explicit overrides (None means 'not given')."""
         environ = os.environ if environ is None else environ
         cfg = cls()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DATATYPES = ("string", "bool", "long", "double", "datetime")
 DATETIME_FORMATS = ("yyyy-mm-dd", "yyyy-mm-ddThh:mm:ssZ", "epoch")

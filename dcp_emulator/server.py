@@ -14,7 +14,7 @@ from .config import Config
 class _QuietHandler(WSGIRequestHandler):
     """A request handler that does not log every request (the journal records them)."""
 
-    def log_request(self, *args, **kwargs) -> None:  # noqa: D102 - werkzeug hook
+    def log_request(self, *args, **kwargs) -> None:
         pass
 
 
@@ -49,7 +49,7 @@ class EmulatorServer:
         """Serve in this thread until ``shutdown()`` (or Ctrl-C in the caller)."""
         self.server.serve_forever()
 
-    def start(self) -> "EmulatorServer":
+    def start(self) -> EmulatorServer:
         """Serve in a daemon thread and return at once (used by the pytest plugin and tests)."""
         # A short poll interval makes shutdown() take ~50 ms instead of 0.5 s (test sessions end faster).
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -22,7 +22,8 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import sqlite_utils
 
@@ -96,7 +97,7 @@ STATE_TABLES = ("uploads", "aliases", "profiles", "projects", "attributes", "dat
 
 def now() -> str:
     """The current UTC time in the API's timestamp format (microseconds, 'Z')."""
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def aws_key_pair(kind: str, entity_id: int, salt: str = "") -> tuple[str, str]:

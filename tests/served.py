@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import requests
 
@@ -44,7 +45,7 @@ class ServedEmulator:
                 self._banner.set()
         stream.close()
 
-    def start(self, timeout: float = 20) -> "ServedEmulator":
+    def start(self, timeout: float = 20) -> ServedEmulator:
         """Start the process and wait until its banner is printed and /_emulator/health answers."""
         self.proc = subprocess.Popen([sys.executable, "-m", "dcp_emulator", "serve", *self.args], cwd=ROOT,
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -80,7 +81,7 @@ class ServedEmulator:
         """Everything the process printed so far (stdout then stderr)."""
         return "".join(self.stdout) + "".join(self.stderr)
 
-    def __enter__(self) -> "ServedEmulator":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

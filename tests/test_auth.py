@@ -5,8 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from dcp_api import (
+    MGMT,
+    create_attribute,
+    create_service,
+    create_table,
+    error,
+    ok,
+    optimizely_table,
+    profile_url,
+)
 
-from dcp_api import MGMT, create_attribute, create_service, create_table, error, ok, optimizely_table, profile_url
 from dcp_emulator.app import DEFAULT_TOKENS
 
 CLASSIC = {"Token": DEFAULT_TOKENS["classic"]}
@@ -19,7 +28,7 @@ def _store(app):
 
 
 def _iso(delta: dt.timedelta) -> str:
-    return (dt.datetime.now(dt.timezone.utc) + delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (dt.datetime.now(dt.UTC) + delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.fixture

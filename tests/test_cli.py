@@ -10,11 +10,11 @@ import sys
 
 import pytest
 import requests
+from served import ROOT, ServedEmulator
 
 from dcp_emulator import cli
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import ENV_PREFIX, Config
-from served import ROOT, ServedEmulator
 
 H = {"Token": DEFAULT_TOKENS["classic"]}
 
@@ -24,7 +24,7 @@ OPTION_OF = {"log_requests": "--quiet"}
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
     import os
-    return subprocess.run([sys.executable, "-m", "dcp_emulator", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dcp_emulator", *args], cwd=ROOT, capture_output=True, text=True, check=False,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 

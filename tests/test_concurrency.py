@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from served import ServedEmulator
 
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
 from dcp_emulator.server import EmulatorServer
-from served import ServedEmulator
 
 H = {"Token": DEFAULT_TOKENS["classic"]}
 M = "/experiment/v1"
@@ -88,7 +88,7 @@ def test_concurrent_writes_to_many_profiles_all_land(served, table):
 
 def test_racing_creates_respect_uniqueness(served, table):
     """The check and the insert are one transaction: 8 racing creators of the same name give exactly one 201."""
-    s, t = table
+    _, t = table
     codes = _barrier_run(lambda i: requests.post(f"{served.url}{M}/dcp_datasources/{t}/dcp_datasource_attributes",
                                                  json={"name": "raced", "datatype": "string"}, headers=H,
                                                  timeout=30).status_code)

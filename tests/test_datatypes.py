@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from dcp_api import create_attribute, create_service, create_table, error, ok, profile_url
+
 from dcp_emulator import create_app, datatypes
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
@@ -109,7 +109,7 @@ def test_invalid_value_is_refused_naming_the_attribute(world, attr, written):
 def test_json_numbers_beyond_json_are_refused(world, raw):
     client = world[0]
     url = _fresh_url(world)
-    err = error(client.post(url, data='{"data": {"d": %s}}' % raw, headers=JSON), 400, "invalid_json")
+    err = error(client.post(url, data=f'{{"data": {{"d": {raw}}}}}', headers=JSON), 400, "invalid_json")
     assert "valid JSON" in err["message"]
     error(client.get(url, headers=H), 404)
 

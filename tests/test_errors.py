@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from dcp_api import (
+    MGMT,
+    create_attribute,
+    create_service,
+    create_table,
+    error,
+    ok,
+    optimizely_table,
+    profile_url,
+)
 
-from dcp_api import MGMT, create_attribute, create_service, create_table, error, ok, optimizely_table, profile_url
 from dcp_emulator import create_app
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
@@ -160,7 +169,7 @@ def _id_templates(client) -> list[str]:
         f"{MGMT}/projects/{{x}}", f"/api/customer_profile/{{x}}/{t['id']}/c1",
         f"/api/customer_profile/{s['id']}/{{x}}/c1", f"/api/customer_profile/{s['id']}/{t['id']}/{{x}}",
         f"/api/alias/{{x}}/{opt['id']}/u1", f"/api/alias/{s['id']}/{{x}}/u1", f"/api/alias/{s['id']}/{opt['id']}/{{x}}",
-        f"/api/consolidatedCustomerView/{{x}}/u1", f"/api/consolidatedCustomerView/{s['id']}/{{x}}",
+        "/api/consolidatedCustomerView/{x}/u1", f"/api/consolidatedCustomerView/{s['id']}/{{x}}",
         f"/api/consolidatedCustomerView/{s['id']}/{{x}}/u1", f"/api/consolidatedCustomerView/{s['id']}/{opt['id']}/{{x}}",
     ], s, t, opt
 

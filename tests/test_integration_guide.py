@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import requests
+from served import ROOT, ServedEmulator
 
 from dcp_emulator.app import DEFAULT_TOKENS
-from served import ROOT, ServedEmulator
 
 M = "/experiment/v1"
 
@@ -81,13 +81,13 @@ def test_integration_guide_steps_3_to_6():
 def _readme_block(after: str, index: int = 0) -> str:
     """The index-th ```bash block of the README after the heading/text ``after``."""
     section = (ROOT / "README.md").read_text().split(after, 1)[1]
-    return re.findall(r"```bash\n(.*?)```", section, re.S)[index]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)[index]
 
 
 def _bash(script: str, url: str) -> subprocess.CompletedProcess:
     prelude = f"E={url}; T='Token: {DEFAULT_TOKENS['classic']}'; J='Content-Type: application/json'\n"
     return subprocess.run(["bash", "-euo", "pipefail", "-c", prelude + script.replace("E=http://127.0.0.1:8080", f"E={url}")],
-                          capture_output=True, text=True, timeout=60, cwd=Path(ROOT))
+                          capture_output=True, text=True, check=False, timeout=60, cwd=Path(ROOT))
 
 
 def _json_docs(stdout: str) -> list:

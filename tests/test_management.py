@@ -7,9 +7,22 @@ every response, the status codes of SPEC §3, and archive/unarchive semantics.
 from __future__ import annotations
 
 import pytest
+from dcp_api import (
+    ATTRIBUTE_FIELDS,
+    DATASOURCE_FIELDS,
+    MGMT,
+    PROJECT_FIELDS,
+    SERVICE_FIELDS,
+    TIMESTAMP_RE,
+    create_attribute,
+    create_service,
+    create_table,
+    error,
+    ok,
+    optimizely_table,
+    profile_url,
+)
 
-from dcp_api import (ATTRIBUTE_FIELDS, DATASOURCE_FIELDS, MGMT, PROJECT_FIELDS, SERVICE_FIELDS, TIMESTAMP_RE,
-                     create_attribute, create_service, create_table, error, ok, optimizely_table, profile_url)
 from dcp_emulator import create_app
 from dcp_emulator.app import DEFAULT_ACCOUNT_ID, DEFAULT_TOKENS
 from dcp_emulator.config import Config

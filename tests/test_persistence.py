@@ -6,11 +6,11 @@ import signal
 import sqlite3
 
 import requests
+from served import ServedEmulator
 
 from dcp_emulator import create_app
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
-from served import ServedEmulator
 
 H = {"Token": DEFAULT_TOKENS["classic"]}
 M = "/experiment/v1"

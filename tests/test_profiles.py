@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from dcp_api import (
+    MGMT,
+    create_attribute,
+    create_service,
+    create_table,
+    error,
+    ok,
+    optimizely_table,
+    profile_url,
+)
 
-from dcp_api import MGMT, create_attribute, create_service, create_table, error, ok, optimizely_table, profile_url
 from dcp_emulator import create_app
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config

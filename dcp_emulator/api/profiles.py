@@ -24,7 +24,7 @@ def _key(path_id: str) -> str:
     Ids may contain '/' (a %2F is decoded before routing), so they are matched as paths; the path
     then swallows the trailing slash every route accepts, and ``cust-1/`` must mean ``cust-1``.
     """
-    return path_id[:-1] if path_id.endswith("/") else path_id
+    return path_id.removesuffix("/")
 
 
 def _data(body: dict) -> object:
