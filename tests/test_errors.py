@@ -230,3 +230,28 @@ def test_weird_headers_never_give_a_500(client):
                     {**H, "Content-Length": "5"}, {**H, "Content-Type": ""}):
         resp = client.post(f"{MGMT}/dcp_services", data='{"name": "x"}', headers=headers)
         assert resp.status_code < 500 and resp.is_json, (headers, resp.get_data(as_text=True))
+
+
+def test_oversized_bodies_over_a_real_socket_with_and_without_content_length():
+    """Over HTTP the limit holds for a Content-Length body and for a chunked one (werkzeug truncates those)."""
+    import requests
+
+    from dcp_emulator.server import EmulatorServer
+
+    server = EmulatorServer(Config(port=0, max_body_bytes=5000, log_requests=False)).start()
+    try:
+        url = f"{server.url}{MGMT}/dcp_services"
+
+        def chunks(size: int):
+            yield b'{"name": "'
+            yield b"x" * size
+            yield b'"}'
+
+        for data in (json.dumps({"name": "x" * 10_000}), json.dumps({"name": "x" * 3_000_000}), chunks(1_000_000)):
+            resp = requests.post(url, data=data, headers=JSON, timeout=10)
+            assert resp.status_code == 413 and resp.json()["code"] == "payload_too_large", resp.text
+        ok_resp = requests.post(url, data=chunks(100), headers=JSON, timeout=10)
+        assert ok_resp.status_code == 201, ok_resp.text
+        assert requests.get(url, headers=H, timeout=10).status_code == 200  # the server is still fine
+    finally:
+        server.shutdown()

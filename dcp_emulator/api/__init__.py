@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 
 from ..auth import Principal, authenticate
-from ..errors import InvalidJson, UnsupportedMediaType
+from ..errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
 
 def emulator():
@@ -63,6 +63,12 @@ def json_object() -> dict:
         raise UnsupportedMediaType(f"Content-Type {mimetype!r} is not supported; send the body as JSON with "
                                    "Content-Type: application/json.")
     raw = request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit and len(raw) >= limit:
+        # A chunked body (no Content-Length) is cut at the limit without an error by werkzeug; parsing
+        # the truncated JSON would blame the client's JSON instead of its size.
+        raise PayloadTooLarge(f"The request body is larger than the emulator accepts for JSON requests "
+                              f"({limit} bytes; --max-body-bytes).")
     if not raw.strip():
         raise InvalidJson("The request body is empty; send a JSON object with Content-Type: application/json.")
     try:
