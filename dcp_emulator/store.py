@@ -762,6 +762,8 @@ class Store:
         self._service_row(account_id, service_id)
         if optimizely_table_id is None:
             opt = self._one("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1", (service_id,))
+            if opt is None:  # only a hand-made database lacks it; no Optimizely table means no view
+                return []
             optimizely_table_id = opt["id"]
         else:
             self._optimizely_table(account_id, service_id, optimizely_table_id)

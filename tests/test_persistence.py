@@ -114,3 +114,18 @@ def test_a_write_refused_half_way_leaves_the_db_file_unchanged(tmp_path):
             assert conn.execute("SELECT * FROM profiles").fetchall() == before
     finally:
         app.extensions["dcp_emulator"].close()
+
+
+def test_health_is_503_when_the_store_is_unusable(tmp_path):
+    """Readiness is a real probe (a read and a write), not a constant."""
+    app = create_app(Config(db=str(tmp_path / "x.db")))
+    try:
+        client = app.test_client()
+        assert client.get("/_emulator/health").status_code == 200
+        app.extensions["dcp_emulator"].store.db.conn.close()  # the database goes away under the emulator
+        resp = client.get("/_emulator/health")
+        assert resp.status_code == 503
+        store = resp.get_json()["parts"]["store"]
+        assert store["ready"] is False and "closed" in store["detail"]
+    finally:
+        app.extensions["dcp_emulator"].close()
