@@ -534,13 +534,13 @@ class Store:
         description = _optional_string(fields, "description") if "description" in fields else row["description"]
         is_public = _optional_bool(fields, "is_value_public", bool(row["is_value_public"]))
         archived = _optional_bool(fields, "archived", bool(row["archived"]))
-        if row["archived"] and not archived:
-            clash = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 0 "
-                              "AND id != ?", (row["dcp_datasource_id"], row["name"], attribute_id))
-            if clash:
-                raise InvalidField(f"Cannot unarchive: attribute {clash['id']} of this table is already named "
-                                   f"{row['name']!r}.", field="archived")
         with self.transaction() as db:
+            if row["archived"] and not archived:  # checked inside the transaction: a racing create cannot slip in
+                clash = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND "
+                                  "archived = 0 AND id != ?", (row["dcp_datasource_id"], row["name"], attribute_id))
+                if clash:
+                    raise InvalidField(f"Cannot unarchive: attribute {clash['id']} of this table is already named "
+                                       f"{row['name']!r}.", field="archived")
             db.execute("UPDATE attributes SET description = ?, is_value_public = ?, archived = ?, last_modified = ? "
                        "WHERE id = ?", (description, int(is_public), int(archived), now(), attribute_id))
         return self.get_attribute(account_id, attribute_id)
