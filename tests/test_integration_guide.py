@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 from served import ROOT, ServedEmulator
 
@@ -95,6 +97,7 @@ def _json_docs(stdout: str) -> list:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README walkthrough is written for curl")
 def test_the_readme_curl_walkthrough_and_examples_work_as_written():
     walkthrough = _readme_block("## 60-second walkthrough")
     assert "E=http://127.0.0.1:8080" in walkthrough
