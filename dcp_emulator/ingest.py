@@ -24,6 +24,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable
@@ -461,6 +462,7 @@ class Ingestor:
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
+        self._kicked = True  # set when there may be new work: the worker looks again before sleeping
         self._thread = threading.Thread(target=self._run, name="dcp-emulator-ingest", daemon=True)
 
     # -- lifecycle
@@ -488,6 +490,7 @@ class Ingestor:
                 except OSError:
                     pass
         with self._cond:
+            self._kicked = True
             self._cond.notify_all()
 
     def readiness(self) -> tuple[bool, str]:
@@ -515,20 +518,19 @@ class Ingestor:
         """Record a pending upload of a spooled file and wake the worker; returns the upload."""
         upload = self.store.record_upload(account_id, service_id, datasource_id, key, size, spool)
         with self._cond:
+            self._kicked = True
             self._cond.notify_all()
         return upload
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no upload is pending or processing; False if ``timeout`` seconds passed first."""
-        import time
-
         deadline = time.monotonic() + max(0.0, timeout)
-        with self._cond:
-            while self._busy or self.store.count_unfinished_uploads():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(min(remaining, 0.5))
+        while self._busy or self.store.count_unfinished_uploads():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._cond:  # woken when an upload finishes; never holds _cond while using the store
+                self._cond.wait(min(remaining, 0.2))
         return True
 
     # -- processing
@@ -537,28 +539,31 @@ class Ingestor:
             with self._cond:
                 if self._stopping:
                     return
-                try:
-                    row = self.store.next_upload_to_process()
-                except Exception:  # the store is closing under us
-                    if self._stopping:
-                        return
-                    raise
-                if row is None:
-                    self._cond.wait()
-                    continue
+                self._kicked = False
                 self._busy = True
             try:
-                self.process(row)
-            except Exception as e:  # never let one upload kill the worker: fail it with the reason
+                # The store is used without holding _cond: a request thread holding the store's lock
+                # may be about to take _cond (enqueue), and the two must never wait on each other.
+                row = self.store.next_upload_to_process()
+            except Exception:  # the store is closing under us
                 if self._stopping:
                     return
-                log.exception("ingest of upload %s failed", row["id"])
-                self.store.finish_upload(row["id"], "failed", failure=f"Internal emulator error while ingesting "
-                                         f"({type(e).__name__}: {e}); this is a bug in dcp-emulator.")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                raise
+            if row is not None:
+                try:
+                    self.process(row)
+                except Exception as e:  # never let one upload kill the worker: fail it with the reason
+                    if self._stopping:
+                        return
+                    log.exception("ingest of upload %s failed", row["id"])
+                    self.store.finish_upload(row["id"], "failed", failure="Internal emulator error while "
+                                             f"ingesting ({type(e).__name__}: {e}); this is a bug in dcp-emulator.")
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+                if row is None:
+                    while not self._kicked and not self._stopping:
+                        self._cond.wait()
 
     def process(self, row: dict) -> None:
         """Apply one upload (fresh or resumed) and give it its final status."""
