@@ -226,13 +226,15 @@ class _ColumnBatch:
         self.kind = column.datatype if column.datatype in ("string", "long", "double", "bool") else (
             "epoch" if column.format == "epoch" else "text")
         self.quoted = self.kind in ("string", "text")  # SQL quotes these; the others are JSON already
-        self.memo: dict[str, str] = {"": ""}
+        self.memo: dict[str, Any] = {"": ""}
         self.invalid: dict[str, str] = {}
 
     def sql(self, param: str) -> str:
         """The SQL expression of this column's JSON text ('null' for an empty cell)."""
         if self.quoted:
             return f"json_quote(NULLIF({param}, ''))"
+        if self.kind == "bool":  # cells are validated already; SQL only lower-cases them (no re-zip in Python)
+            return f"CASE lower({param}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE 'null' END"
         return f"coalesce(NULLIF({param}, ''), 'null')"
 
     def convert(self, values: tuple, bad: dict[int, tuple[str, str, str]]) -> tuple | list:
@@ -268,17 +270,14 @@ class _ColumnBatch:
         for value in new:
             try:
                 typed = self.column.convert(value)
-                memo[value] = ("true" if typed else "false") if self.kind == "bool" else value
+                memo[value] = typed
             except datatypes.InvalidValue as e:
                 invalid[value] = e.reason
         if invalid and not invalid.keys().isdisjoint(values):
             for i, value in enumerate(values):
                 if value in invalid:
                     self._reject(bad, i, value, invalid[value])
-            return [memo.get(v, "") for v in values]
-        if self.kind == "text" or set(values) <= _JSON_BOOLS:
-            return values  # dates as written; booleans already lower-case JSON
-        return list(map(memo.__getitem__, values))
+        return values  # dates as written, booleans lower-cased by the SQL; bad rows are dropped
 
     def _one_by_one(self, values: tuple, bad: dict) -> list:
         """The converter on every cell; the parameter is the JSON text of its typed value."""
@@ -298,9 +297,6 @@ class _ColumnBatch:
     def _reject(self, bad: dict, i: int, value: str, reason: str) -> None:
         if i not in bad:  # the first bad column of a row is the one reported
             bad[i] = (self.column.name, value, f"{reason} ({self.column.describe})")
-
-
-_JSON_BOOLS = {"true", "false", ""}
 
 
 class _Unparsable(list):
