@@ -15,7 +15,7 @@ class _QuietHandler(WSGIRequestHandler):
     """A request handler that does not log every request (the journal records them)."""
 
     def log_request(self, *args, **kwargs) -> None:
-        pass
+        """Skip werkzeug's per-request log line."""
 
 
 class EmulatorServer:
