@@ -26,8 +26,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO
 
 from . import datatypes
 from .store import Store
@@ -382,8 +383,8 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
             break
         one_line_each = reader.line_num - line_before == len(rows)
 
-        def line_of(i: int) -> int:
-            if one_line_each:
+        def line_of(i: int, rows: list = rows, line_before: int = line_before, simple: bool = one_line_each) -> int:
+            if simple:
                 return line_before + i + 1
             return line_before + 1 + sum(_lines_spanned(r) for r in rows[:i])
 
@@ -462,7 +463,7 @@ class Ingestor:
         self._thread = threading.Thread(target=self._run, name="dcp-emulator-ingest", daemon=True)
 
     # -- lifecycle
-    def start(self) -> "Ingestor":
+    def start(self) -> Ingestor:
         """Start the worker (it first resumes uploads left unfinished by a previous run)."""
         self._thread.start()
         return self

@@ -27,7 +27,8 @@ import logging
 import re
 import secrets
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
@@ -47,7 +48,7 @@ IMPORT_BUCKET = "optimizely-import"
 OWN_PREFIXES = ("/experiment/", "/api/", "/_emulator/", "/oauth2/")
 # Query parameters that make a PUT on a key something other than writing the object's bytes.
 _PUT_SUBRESOURCES = {"partNumber", "uploadId", "acl", "tagging", "retention", "legal-hold", "restore"}
-_TABLE_KEY_RE = re.compile(r"dcp/([0-9]+)/([0-9]+)/(.+)\Z", re.S)
+_TABLE_KEY_RE = re.compile(r"dcp/([0-9]+)/([0-9]+)/(.+)\Z", re.DOTALL)
 _DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) so the client sees our answer
 
 
@@ -71,7 +72,7 @@ def _restricted(signer_class: type) -> type:
             super().__init__(credentials, service, region)
             self._signed = signed
 
-        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:  # noqa: D102 - botocore hook
+        def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
             headers = HTTPHeaders()
             for name in self._signed:
                 headers[name] = request.headers.get(name, "")
@@ -416,19 +417,19 @@ def _copy_source_key(copy_source: str) -> str | None:
 
 def _check_expiry(timestamp: str, expires: str | None) -> None:
     try:
-        signed_at = _dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+        signed_at = _dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.UTC)
         seconds = int(expires or "604800")
     except ValueError:
         raise _denied(f"Malformed X-Amz-Date {timestamp!r} or X-Amz-Expires {expires!r}.") from None
-    if _dt.datetime.now(_dt.timezone.utc) > signed_at + _dt.timedelta(seconds=seconds):
+    if _dt.datetime.now(_dt.UTC) > signed_at + _dt.timedelta(seconds=seconds):
         raise _denied(f"Request has expired: the presigned URL was valid for {seconds} s from {timestamp}.")
 
 
 def _dispose(fake_key: Any) -> None:
     try:
         fake_key.dispose()
-    except Exception:  # disposing only closes buffers; a failure there must not fail the request
-        pass
+    except OSError:  # disposing only closes buffers; a failure there must not fail the request
+        log.debug("could not dispose of an S3 object buffer", exc_info=True)
 
 
 def _drain(environ: dict) -> None:

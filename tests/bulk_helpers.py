@@ -8,7 +8,6 @@ from urllib.parse import quote
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
 from dcp_api import create_attribute, create_service, create_table, ok
 
 BUCKET = "optimizely-import"

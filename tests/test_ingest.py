@@ -13,9 +13,9 @@ import threading
 import time
 
 import pytest
-
 from bulk_helpers import make_table, profile, put, upload
 from dcp_api import create_attribute, ok
+
 from dcp_emulator import create_app, datatypes, ingest
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
@@ -69,7 +69,7 @@ def test_tsv_keeps_commas_inside_cells(c, table):
 
 def test_utf8_with_and_without_bom(c, table):
     assert upload(c, table, "bom.csv", "\ufeffcustomerId,name\nc1,Zoë\n".encode("utf-8"))["status"] == "succeeded"
-    assert upload(c, table, "nobom.csv", "customerId,name\nc2,Łukasz\n".encode("utf-8"))["status"] == "succeeded"
+    assert upload(c, table, "nobom.csv", "customerId,name\nc2,Łukasz\n".encode())["status"] == "succeeded"
     assert profile(c, H, table, "c1") == {"name": "Zoë"}
     assert profile(c, H, table, "c2") == {"name": "Łukasz"}
 

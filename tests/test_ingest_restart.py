@@ -110,7 +110,7 @@ def test_killed_mid_ingest_resumes_and_finishes_after_restart(tmp_path):
 
 def test_killed_mid_ingest_without_its_spooled_file_fails_clearly(tmp_path):
     db, table, _, upload_id = _upload_and_kill(tmp_path)
-    row, applied = _db_state(db, upload_id, table["id"])
+    _, applied = _db_state(db, upload_id, table["id"])
     shutil.rmtree(f"{db}.uploads")
     proc, url = _serve(db)
     try:

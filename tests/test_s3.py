@@ -181,7 +181,8 @@ def _aws(url: str, entity: dict, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, AWS_ACCESS_KEY_ID=entity["aws_access_key"], AWS_SECRET_ACCESS_KEY=entity["aws_secret_key"],
                AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
                AWS_PAGER="")
-    return subprocess.run([aws, *args, "--endpoint-url", url], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([aws, *args, "--endpoint-url", url], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def test_aws_cli_cp_small_and_multipart_then_ls(url, tmp_path):
