@@ -130,3 +130,21 @@ def test_a_port_in_use_is_a_readable_error():
         result = _run("serve", "--port", str(taken.getsockname()[1]))
     assert result.returncode == 1
     assert "in use" in result.stderr and "Traceback" not in result.stderr  # werkzeug's own explanation
+
+
+def test_ctrl_c_works_even_when_the_parent_started_us_with_sigint_ignored():
+    """A shell's '&' or some CI runners start children with SIGINT ignored; serve must still stop on it."""
+    import os
+    # "trap '' INT" makes the shell ignore SIGINT, and exec keeps that disposition for the emulator.
+    command = f"trap '' INT; exec '{sys.executable}' -m dcp_emulator serve --port 0 --quiet"
+    proc = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert rc == 0 and "stopping." in out and "Traceback" not in err
