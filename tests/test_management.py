@@ -513,6 +513,8 @@ def _all_routes(client) -> list[tuple[str, str, dict | None, int]]:
         ("POST", f"/api/alias/{sid}/{oid}/u1", {"data": {str(tid): "c1"}}, 201),
         ("GET", f"/api/consolidatedCustomerView/{sid}/u1", None, 200),
         ("GET", f"/api/consolidatedCustomerView/{sid}/{oid}/u1", None, 200),
+        ("GET", "/_emulator/health", None, 200),
+        ("GET", "/_emulator/info", None, 200),
         ("DELETE", f"{MGMT}/dcp_datasource_attributes/{aid}", None, 204),
         ("DELETE", f"{MGMT}/dcp_datasources/{tid}", None, 204),
         ("DELETE", f"{MGMT}/dcp_services/{sid}", None, 204),
