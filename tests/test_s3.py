@@ -154,6 +154,28 @@ def test_boto3_multipart_upload(url):
     [up] = _wait(url)
     assert up["status"] == "succeeded" and up["rows_stored"] == 800_000
     assert _profile(url, t1, "d0399999") == {"name": "n", "n": 399999}
+    # the object was assembled by the emulator (on disk, streaming): same bytes, S3's multipart ETag
+    got = s3.get_object(Bucket=BUCKET, Key=key)
+    assert got["Body"].read() == b"customerId,name,n\n" + part + part.replace(b"c", b"d")
+    assert got["ETag"].strip('"').endswith("-2")
+    assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{t1['s3_path']}/").get("Uploads", []) == []
+
+
+def test_malformed_multipart_completions_get_s3_errors(url):
+    env = _setup(url)
+    t1 = env["t1"]
+    s3 = _client_for(url, t1)
+    key = f"{t1['s3_path']}/bad-multi.csv"
+    mpu = s3.create_multipart_upload(Bucket=BUCKET, Key=key)
+    small = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=mpu["UploadId"], PartNumber=1, Body=b"customerId\n")
+    last = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=mpu["UploadId"], PartNumber=2, Body=b"x\n")
+    for parts, code in ([{"ETag": '"0000"', "PartNumber": 1}], "InvalidPart"), (
+            [{"ETag": small["ETag"], "PartNumber": 1}, {"ETag": last["ETag"], "PartNumber": 2}], "EntityTooSmall"):
+        with pytest.raises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=mpu["UploadId"],
+                                         MultipartUpload={"Parts": parts})
+        assert e.value.response["Error"]["Code"] == code
+    _nothing_stored(url)
 
 
 def test_presigned_urls_work_and_expire(url):
