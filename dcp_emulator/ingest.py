@@ -595,13 +595,15 @@ class Ingestor:
                     raw.seek(0)
                 result = apply_stream(
                     raw, row["file_name"], row["datasource_id"], attributes, archived,
-                    lambda sql, rows, p: self.store.apply_upload_batch(upload_id, sql, rows, p.as_dict()),
+                    # stopping: leave the upload 'processing' at a batch boundary; a restart resumes it
+                    lambda sql, rows, p: not self._stopping and self.store.apply_upload_batch(
+                        upload_id, sql, rows, p.as_dict()),
                     progress=progress, batch_rows=self.batch_rows, error_limit=self.error_limit)
         except HeaderError as e:
             self.store.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])
             self._discard(path)
             return
-        if result is None:  # cancelled (reset); the row is gone
+        if result is None:  # cancelled: a reset removed the upload, or the emulator is stopping
             return
         status = "completed_with_errors" if result.rows_rejected else "succeeded"
         self.store.finish_upload(upload_id, status)
