@@ -455,3 +455,23 @@ def test_template_csv_has_customer_id_and_active_attributes(c, table):
     # the template itself is a valid upload
     assert upload(c, table, "template.csv", resp.get_data())["status"] == "succeeded"
     assert c.get("/_emulator/datasources/999999/template.csv").status_code == 404
+
+
+def test_aws_chunked_streaming_trailer_body_is_decoded(c, table):
+    """Newer SDKs send PutObject bodies as aws-chunked with a trailing checksum (STREAMING-UNSIGNED-PAYLOAD-TRAILER)."""
+    import base64
+    import zlib
+
+    from bulk_helpers import signed
+
+    data = b"customerId,age\nchunky,5\n"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = f"{len(data):x}\r\n".encode() + data + f"\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    resp = signed(c, "PUT", f"{table['s3_path']}/chunked.csv", table["aws_access_key"], table["aws_secret_key"], body,
+                  headers={"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "Content-Encoding": "aws-chunked",
+                           "x-amz-decoded-content-length": str(len(data)), "x-amz-trailer": "x-amz-checksum-crc32"})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    ok(c.post("/_emulator/uploads/wait", json={"timeout": 30}), 200)
+    up = ok(c.get("/_emulator/uploads"), 200)[-1]
+    assert (up["status"], up["size_bytes"]) == ("succeeded", len(data))
+    assert profile(c, H, table, "chunky") == {"age": 5}
