@@ -208,15 +208,20 @@ def _float_texts(present) -> list[str] | None:
     data = joined.encode("ascii")
     if data.translate(None, b"0123456789.eE+-\n"):
         return None
-    if sum(map(str.isdigit, map(str.lstrip, present, itertools.repeat("-")))):
-        return None  # integral values are typed as integers: leave mixed columns to the converter
     try:
         floats = list(map(float, present))  # over this alphabet float() has exactly the converter's grammar
     except ValueError:
         return None
+    # A valid number has at most one '.', so as many dots as values means none is integral; otherwise
+    # look value by value (integral values are typed as integers: mixed columns go to the converter).
+    if data.count(b".") != len(present) and sum(map(str.isdigit, map(str.lstrip, present, itertools.repeat("-")))):
+        return None
     if math.inf in floats or -math.inf in floats:
         return None
-    return json.dumps(floats)[1:-1].split(", ")
+    texts = json.dumps(floats)[1:-1]
+    if texts == ", ".join(present):
+        return present  # every cell is already its float's own JSON text
+    return texts.split(", ")
 
 
 class _ColumnBatch:
@@ -251,8 +256,8 @@ class _ColumnBatch:
         if kind == "double" and present:
             texts = _float_texts(present)
             if texts is not None:
-                if texts == present:
-                    return values  # every cell is already its float's own JSON text
+                if texts is present:
+                    return values
                 if present is values:
                     return texts
                 it = iter(texts)
