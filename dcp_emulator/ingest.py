@@ -7,7 +7,8 @@ emulator killed mid-file resumes from there after a restart with ``--db`` and ne
 half-applied upload as succeeded.
 
 Memory stays flat whatever the file size: bytes are decoded by ``io.TextIOWrapper`` in chunks and
-parsed by ``csv.reader`` record by record; only one batch of rows and a bounded error list are held.
+parsed by ``csv.reader``; only one batch of rows and a bounded error list are held. Each batch is
+validated column by column (see "column-wise validation" below) and upserted with one executemany.
 """
 
 from __future__ import annotations
@@ -270,7 +271,8 @@ class _ColumnBatch:
         """Validate each distinct value once (columns of dates and booleans repeat a lot)."""
         memo, invalid = self.memo, self.invalid
         if len(memo) + len(invalid) > _MEMO_LIMIT:
-            memo.clear(), invalid.clear()
+            memo.clear()
+            invalid.clear()
             memo[""] = ""
         new = set(values) - memo.keys() - invalid.keys()
         for value in new:
