@@ -102,19 +102,23 @@ def test_the_readme_curl_walkthrough_and_examples_work_as_written():
     walkthrough = _readme_block("## 60-second walkthrough")
     assert "E=http://127.0.0.1:8080" in walkthrough
     h = {"Token": DEFAULT_TOKENS["classic"]}
-    with ServedEmulator("--quiet") as emu:
+    # `make serve` loads the example seed: the walkthrough is written against it.
+    with ServedEmulator("--quiet", "--seed", "fixtures/example.yaml") as emu:
         result = _bash(walkthrough, emu.url)
         assert result.returncode == 0, result.stderr
         docs = _json_docs(result.stdout)
         assert len(docs) == walkthrough.count("curl "), result.stdout  # every curl answered JSON ...
         assert not [d for d in docs if isinstance(d, dict) and "code" in d], result.stdout  # ... and no error
-        # the ids the README promises in its comments
-        service = requests.get(f"{emu.url}{M}/dcp_services/1002", headers=h, timeout=5).json()
-        assert service["s3_path"] == "dcp/1002"
-        tables = requests.get(f"{emu.url}{M}/dcp_services/1002/dcp_datasources", headers=h, timeout=5).json()
-        assert [(t["id"], t["is_optimizely"]) for t in tables] == [(1003, True), (1004, False)]
-        assert docs[-1] == [{"dcpServiceId": "1002", "datasourceId": "1004", "customerId": "cust-1",
-                             "data": {"ltv": 12.5}}]
+        # what the README promises in its comments
+        assert [s["id"] for s in docs[1]] == [567] and docs[1][0]["s3_path"] == "dcp/567"
+        assert docs[2]["s3_path"] == "dcp/567/678" and docs[2]["aws_access_key"]
+        assert docs[3]["data"]["orders"] == 42 and docs[3]["data"]["loyalty_member"] is True
+        assert [p["datasourceId"] for p in docs[4]] == ["678", "679"]
+        assert docs[5]["id"] == 1002 and docs[5]["s3_path"] == "dcp/567/1002"
+        assert docs[6]["id"] == 1003 and docs[6]["name"] == "tier"
+        assert [p["datasourceId"] for p in docs[-1]] == ["678", "679", "1002"]
+        assert docs[-1][-1] == {"dcpServiceId": "567", "datasourceId": "1002", "customerId": "loy-7",
+                                "data": {"tier": "gold"}}
 
         # "What is emulated": the one-line examples continue the walkthrough
         examples = _readme_block("### Endpoints")
@@ -122,10 +126,11 @@ def test_the_readme_curl_walkthrough_and_examples_work_as_written():
         assert result.returncode == 0, result.stderr
         docs = _json_docs(result.stdout)
         assert not [d for d in docs if isinstance(d, dict) and "code" in d], result.stdout
-        assert requests.get(f"{emu.url}{M}/projects/1006", headers=h, timeout=5).json()["dcp_service_id"] == 1002
-        attribute = requests.get(f"{emu.url}{M}/dcp_datasource_attributes/1005", headers=h, timeout=5).json()
-        assert attribute["name"] == "ltv" and attribute["archived"] is False
-        assert docs[-1] == []  # the aliased profile has no values left, so the view leaves it out
+        assert requests.get(f"{emu.url}{M}/projects/1004", headers=h, timeout=5).json()["dcp_service_id"] == 567
+        attribute = requests.get(f"{emu.url}{M}/dcp_datasource_attributes/1003", headers=h, timeout=5).json()
+        assert attribute["name"] == "tier" and attribute["archived"] is False
+        # the loyalty profile has no values left, so the view leaves it out
+        assert [p["datasourceId"] for p in docs[-1]] == ["678", "679"]
 
         # the error envelope example prints what the README shows
         error_example = _readme_block("### Status codes and the error envelope")
