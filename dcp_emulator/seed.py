@@ -10,7 +10,7 @@ Ids, AWS keys and timestamps that are given are kept verbatim; missing ids come 
 sequence, missing keys from ``store.aws_key_pair`` (deterministic by id) and missing timestamps are
 ``SEED_TIMESTAMP`` — never the clock — so a seeded emulator exports the same state every time.
 Entities are created through the store's ``create_*`` methods so a seed is validated exactly like
-the API (profile values go through ``datatypes.convert``, the one validator). Every problem is a
+the API (profile values go through ``store.profile_patch``, i.e. the one datatype validator). Every problem is a
 ``SeedError`` naming the source, the path inside the seed and what is wrong; a seed applies
 entirely or not at all (one transaction).
 """
@@ -26,9 +26,8 @@ from typing import Any
 
 import yaml
 
-from . import datatypes
 from .errors import DcpError, SeedError
-from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, Store
+from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -406,7 +405,7 @@ class _Applier:
         else:
             raise self.fail(path, "expected a mapping {customer id: {attribute: value}} or a list of "
                                   f"{{customerId, data}}, got {_kind(value)}")
-        attrs = {a["name"]: a for a in self.store.active_attributes(datasource_id)}
+        attrs = self.store.active_attributes(datasource_id)
         rows = []
         seen: set[str] = set()
         for customer_id, data, where, data_path in pairs:
@@ -421,17 +420,15 @@ class _Applier:
                 data = {}
             if not isinstance(data, dict):
                 raise self.fail(data_path, f"expected a mapping of attribute names to values, got {_kind(data)}")
-            patch = {}
-            for name, raw in data.items():
-                attr = attrs.get(name)
-                if attr is None:
-                    listing = ", ".join(repr(n) for n in attrs) or "none"
-                    raise self.fail(_key_path(data_path, name), f"not an attribute of table {datasource_id} "
-                                                                f"(attributes: {listing})")
-                try:
-                    patch[str(attr["id"])] = datatypes.convert(attr["datatype"], attr["format"], raw)
-                except datatypes.InvalidValue as e:
-                    raise self.fail(_key_path(data_path, name), f"invalid {attr['datatype']} value: {e.reason}") from None
+            try:
+                patch = profile_patch(attrs, data)
+            except PatchError as e:
+                if e.attribute is None:
+                    listing = ", ".join(repr(a["name"]) for a in attrs) or "none"
+                    raise self.fail(_key_path(data_path, e.key), f"not an attribute of table {datasource_id} "
+                                                                 f"(attributes: {listing})") from None
+                raise self.fail(_key_path(data_path, e.key),
+                                f"invalid {e.attribute['datatype']} value: {e.reason}") from None
             rows.append((datasource_id, customer_id, json.dumps(patch)))
         self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
         self.counts["profiles"] += len(rows)

@@ -657,17 +657,14 @@ class Store:
             raise InvalidField("data must be an object mapping attribute names to values, e.g. "
                                '{"data": {"ltv": 12.5}}.', field="data")
         _check_customer_id(customer_id)
-        attrs = {a["name"]: a for a in self.active_attributes(datasource_id)}
-        patch: dict[str, Any] = {}
-        for key, value in data.items():
-            attr = attrs.get(key)
-            if attr is None:
-                raise InvalidField(self._unknown_attribute_message(datasource_id, key, list(attrs)), field=key)
-            try:
-                patch[str(attr["id"])] = datatypes.convert(attr["datatype"], attr["format"], value)
-            except datatypes.InvalidValue as e:
-                raise InvalidField(f"Invalid value for attribute {key!r} ({_describe(attr)}): {e.reason}.",
-                                   field=key) from None
+        try:
+            patch = profile_patch(self.active_attributes(datasource_id), data)
+        except PatchError as e:
+            if e.attribute is None:
+                names = [a["name"] for a in self.active_attributes(datasource_id)]
+                raise InvalidField(self._unknown_attribute_message(datasource_id, e.key, names), field=e.key) from None
+            raise InvalidField(f"Invalid value for attribute {e.key!r} ({_describe(e.attribute)}): {e.reason}.",
+                               field=e.key) from None
         with self.transaction() as db:
             db.execute(UPSERT_PROFILE_SQL, (datasource_id, customer_id, json.dumps(patch)))
         return self.read_profile(account_id, service_id, datasource_id, customer_id)
@@ -913,6 +910,32 @@ _ATTRIBUTE_FIELDS = {"name", "datatype", "format", "description", "is_value_publ
 _ATTRIBUTE_READONLY = {"id", "archived", "created", "dcp_datasource_id", "last_modified"}
 _PROJECT_FIELDS = {"project_name", "project_status", "dcp_service_id"}
 _PROJECT_READONLY = {"id", "account_id", "created", "last_modified"}
+
+
+class PatchError(ValueError):
+    """One key of a profile write is refused: ``attribute`` is None for an unknown name, else ``reason`` says why."""
+
+    def __init__(self, key: str, attribute: dict | None, reason: str):
+        super().__init__(reason)
+        self.key, self.attribute, self.reason = key, attribute, reason
+
+
+def profile_patch(attributes: list[dict], data: dict) -> dict[str, Any]:
+    """The stored patch ({attribute id: typed value}, None clears) of one profile write, validated key by key.
+
+    Shared by the profile API and seeds, so both store exactly what the datatype validator returns.
+    """
+    by_name = {a["name"]: a for a in attributes}
+    patch: dict[str, Any] = {}
+    for key, value in data.items():
+        attr = by_name.get(key)
+        if attr is None:
+            raise PatchError(key, None, "not a registered, non-archived attribute")
+        try:
+            patch[str(attr["id"])] = datatypes.convert(attr["datatype"], attr["format"], value)
+        except datatypes.InvalidValue as e:
+            raise PatchError(key, attr, e.reason) from None
+    return patch
 
 
 def _check_fields(fields: dict, allowed: set[str], readonly: set[str]) -> None:
