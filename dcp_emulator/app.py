@@ -176,6 +176,7 @@ class Emulator:
 def create_app(config: Config | None = None) -> Flask:
     """Build one independent emulator as a Flask app; no state is shared with other apps."""
     config = config or Config()
+    config.validate()
     app = Flask("dcp_emulator", static_folder=None)  # no /static route: every path is API or 404
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False

@@ -37,7 +37,31 @@ class Config:
         for name, value in overrides.items():
             if value is not None:
                 setattr(cfg, name, value)
+        cfg.validate()
         return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming the option when a number is out of its range (0 rows per batch, ...)."""
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= (high or value):
+                upper = f" and {high}" if high else ""
+                bound = f"between {low}{upper}" if high else f"at least {low}"
+                raise ValueError(f"{name.replace('_', '-')} ({ENV_PREFIX}{name.upper()}) must be an integer "
+                                 f"{bound}, got {value!r}")
+
+
+# Inclusive bounds of the numeric settings (None: no upper bound). A batch of 0 rows would mark an
+# upload succeeded with nothing applied; a port above 65535 would be wrapped by the OS.
+_RANGES: dict[str, tuple[int, int | None]] = {
+    "port": (0, 65535),
+    "max_services_per_account": (1, None),
+    "max_body_bytes": (1, None),
+    "max_object_bytes": (1, None),
+    "journal_size": (0, None),
+    "upload_error_limit": (0, None),
+    "ingest_batch_rows": (1, None),
+}
 
 
 def _parse(name: str, raw: str, default):

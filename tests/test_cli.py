@@ -116,6 +116,11 @@ def test_environment_variables_alone_configure_the_served_process_and_sigterm_ex
     ([], {"DCP_EMULATOR_PORT": "eighty"}, 2, "DCP_EMULATOR_PORT must be an integer"),
     (["--port", "0", "--db", "/nonexistent-dir/state.db"], {}, 1, "cannot use database"),
     (["--port", "x"], {}, 2, "invalid int value"),
+    # a batch of 0 rows would mark uploads succeeded with nothing applied
+    (["--port", "0", "--ingest-batch-rows", "0"], {}, 2, "ingest-batch-rows (DCP_EMULATOR_INGEST_BATCH_ROWS) must be"),
+    (["--port", "0"], {"DCP_EMULATOR_MAX_BODY_BYTES": "-1"}, 2, "max-body-bytes (DCP_EMULATOR_MAX_BODY_BYTES) must"),
+    (["--port", "0", "--max-services-per-account", "0"], {}, 2, "at least 1, got 0"),
+    (["--port", "0", "--journal-size", "-5"], {}, 2, "journal-size"),
 ])
 def test_start_up_errors_are_one_readable_line(args, env, rc, message):
     result = _run("serve", *args, env=env)
