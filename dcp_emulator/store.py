@@ -313,7 +313,9 @@ class Store:
                            '(PUT {"archived": false} unarchives it).')
         name = _required_string(fields, "name") if "name" in fields else row["name"]
         if not row["archived"] and archived:
-            self.delete_service(account_id, service_id)
+            with self.transaction() as db:  # a rename sent with the archive is applied, as for tables
+                db.execute("UPDATE dcp_services SET name = ? WHERE id = ?", (name, service_id))
+                self.delete_service(account_id, service_id)
             return self.get_service(account_id, service_id)
         ts = now()
         with self.transaction() as db:
@@ -534,6 +536,10 @@ class Store:
         description = _optional_string(fields, "description") if "description" in fields else row["description"]
         is_public = _optional_bool(fields, "is_value_public", bool(row["is_value_public"]))
         archived = _optional_bool(fields, "archived", bool(row["archived"]))
+        if row["archived"] and archived and (description, is_public) != (row["description"],
+                                                                          bool(row["is_value_public"])):
+            raise Archived(f"Attribute {attribute_id} is archived; archived attributes can be read but not changed "
+                           '(PUT {"archived": false} unarchives it, and may carry the edit).')
         with self.transaction() as db:
             if row["archived"] and not archived:  # checked inside the transaction: a racing create cannot slip in
                 clash = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND "
@@ -546,8 +552,9 @@ class Store:
         return self.get_attribute(account_id, attribute_id)
 
     def delete_attribute(self, account_id: int, attribute_id: int) -> None:
-        """DELETE dcp_datasource_attributes/{id}: archive the attribute."""
-        self._attribute_row(account_id, attribute_id)
+        """DELETE dcp_datasource_attributes/{id}: archive the attribute (its table must be writable)."""
+        row = self._attribute_row(account_id, attribute_id)
+        self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
         with self.transaction() as db:
             db.execute("UPDATE attributes SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (now(), attribute_id))

@@ -181,6 +181,12 @@ def test_put_archived_true_archives_like_delete(client, service):
     assert out["archived"] is True
 
 
+def test_archive_with_a_rename_applies_both(client, service):
+    out = ok(client.put(f"{MGMT}/dcp_services/{service['id']}", json={"archived": True, "name": "Old DCP"},
+                        headers=H), 202)
+    assert out["archived"] is True and out["name"] == "Old DCP"
+
+
 def test_unknown_service_is_404(client, service):
     for method in ("get", "put", "delete"):
         error(getattr(client, method)(f"{MGMT}/dcp_services/999999", json={"name": "x"}, headers=H), 404,
@@ -402,6 +408,26 @@ def test_delete_attribute_archives_it(client, service, table):
     out = ok(client.put(f"{MGMT}/dcp_datasource_attributes/{tier['id']}", json={"archived": False}, headers=H), 202)
     assert out["archived"] is False
     assert ok(client.get(url, headers=H), 200)["data"] == {"tier": "gold", "score": 3}
+
+
+def test_an_archived_attribute_cannot_be_edited_unless_unarchived_in_the_same_put(client, table):
+    tier = create_attribute(client, H, table["id"], "tier")
+    url = f"{MGMT}/dcp_datasource_attributes/{tier['id']}"
+    archived = (ok(client.delete(url, headers=H), 204), ok(client.get(url, headers=H), 200))[1]
+    for edit in ({"description": "new"}, {"is_value_public": True}):
+        err = error(client.put(url, json=edit, headers=H), 400, "archived")
+        assert "archived attributes can be read but not changed" in err["message"]
+    assert ok(client.get(url, headers=H), 200) == archived  # nothing was written
+    ok(client.put(url, json=archived, headers=H), 202)  # PUT back what GET returned is no change: fine
+    out = ok(client.put(url, json={"archived": False, "description": "back"}, headers=H), 202)
+    assert out["archived"] is False and out["description"] == "back"
+
+
+def test_attributes_of_an_archived_table_cannot_be_archived(client, service, table):
+    tier = create_attribute(client, H, table["id"], "tier")
+    ok(client.delete(f"{MGMT}/dcp_services/{service['id']}", headers=H), 204)
+    error(client.delete(f"{MGMT}/dcp_datasource_attributes/{tier['id']}", headers=H), 400, "archived")
+    assert ok(client.get(f"{MGMT}/dcp_datasource_attributes/{tier['id']}", headers=H), 200)["archived"] is False
 
 
 def test_archive_and_recreate_with_another_datatype(client, service, table):
