@@ -268,3 +268,20 @@ def test_consolidated_view_refusals(client, w):
     err = error(client.get(f"/api/consolidatedCustomerView/{w['s']}/{w['crm']}/oeu-1", headers=H), 400,
                 "invalid_field")
     assert "Optimizely table" in err["message"]
+
+
+def test_user_ids_with_a_slash_work_in_both_view_forms(client, w):
+    ok(client.post(_url(w, "a/b", "opt"), json={"data": {"segment": "slashed"}}, headers=H), 201)
+    for url in (f"/api/consolidatedCustomerView/{w['s']}/a%2Fb", f"/api/consolidatedCustomerView/{w['s']}/a%2Fb/",
+                f"/api/consolidatedCustomerView/{w['s']}/{w['opt']}/a%2Fb"):
+        view = ok(client.get(url, headers=H), 200)
+        assert [(v["customerId"], v["data"]) for v in view] == [("a/b", {"segment": "slashed"})], url
+
+
+def test_ids_that_are_not_utf8_are_refused_not_merged(client, w):
+    # %ff and %fe would both decode to U+FFFD: two different ids must not land on one profile
+    for url in (_url(w, "%ff"), _url(w, "%fe")):
+        error(client.post(url, json={"data": {"tier": "x"}}, headers=H), 400, "invalid_field", field="customerId")
+    error(client.get(f"/api/consolidatedCustomerView/{w['s']}/%ff", headers=H), 400, "invalid_field")
+    ok(client.post(_url(w, "caf%C3%A9"), json={"data": {"tier": "ok"}}, headers=H), 201)  # real UTF-8 is fine
+    assert ok(client.get(_url(w, "café"), headers=H), 200)["customerId"] == "café"

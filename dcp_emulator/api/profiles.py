@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from urllib.parse import unquote_to_bytes
+
+from flask import Blueprint, jsonify, request
 
 from ..errors import InvalidField
 from . import emulator, json_object, principal, require_auth, route
@@ -24,6 +26,13 @@ def _key(path_id: str) -> str:
     Ids may contain '/' (a %2F is decoded before routing), so they are matched as paths; the path
     then swallows the trailing slash every route accepts, and ``cust-1/`` must mean ``cust-1``.
     """
+    if "\ufffd" in path_id:  # werkzeug replaced undecodable bytes: two different ids would collide
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+        try:
+            unquote_to_bytes(raw.split("?", 1)[0]).decode("utf-8")
+        except UnicodeError:
+            raise InvalidField("The id in the URL is not valid UTF-8 once percent-decoded; ids are UTF-8 text.",
+                               field="customerId") from None
     return path_id.removesuffix("/")
 
 
@@ -64,10 +73,10 @@ def read_alias(service_id: int, datasource_id: int, user_id: str):
     return jsonify(_store().read_alias(principal().account_id, service_id, datasource_id, _key(user_id)))
 
 
-@route(bp, "/consolidatedCustomerView/<int:service_id>/<user_id>", methods=["GET"])
+@route(bp, "/consolidatedCustomerView/<int:service_id>/<path:user_id>", methods=["GET"])
 def consolidated_view(service_id: int, user_id: str):
     """GET consolidatedCustomerView/{service}/{user}: every profile of the user."""
-    return jsonify(_store().consolidated_view(principal().account_id, service_id, user_id))
+    return jsonify(_store().consolidated_view(principal().account_id, service_id, _key(user_id)))
 
 
 @route(bp, "/consolidatedCustomerView/<int:service_id>/<int:datasource_id>/<path:user_id>", methods=["GET"])
