@@ -50,6 +50,7 @@ def authenticate(store: Store, headers: Mapping[str, str], query: Mapping[str, s
     if row["revoked"]:
         raise AuthenticationFailed("Authentication Failed: the token has been revoked.")
     if row["expires_at"] and row["expires_at"] <= now():
-        raise AuthenticationFailed("Authentication Failed: the OAuth access token has expired; refresh it at "
-                                   "/oauth2/token with grant_type=refresh_token.")
+        # The emulator has no /oauth2/token endpoint yet, so the message must not send anyone there.
+        raise AuthenticationFailed(f"Authentication Failed: the OAuth access token expired at {row['expires_at']}; "
+                                   "obtain a new access token (refresh it) and retry.")
     return Principal(account_id=row["account_id"], token_kind=row["kind"])
