@@ -141,7 +141,9 @@ def test_archived_attribute_in_header_fails_the_upload(c, table):
     ("customerId,name\nc1,x\n".encode("utf-16"), ["not UTF-8", "UTF-16"]),
     (b"customerId,name\n" + b"c1,x\n" * 50 + b"c2,\xff\n", ["not UTF-8", "line 52"]),
     (b"", ["empty"]),
-    (b"\n\n", ["empty"]),
+    (b"\n\n", ["first line is blank"]),
+    (b"\ncustomerId,name\nc1,x\n", ["first line is blank", "header", "must be the first line"]),
+    (b"  \r\ncustomerId,name\r\nc1,x\r\n", ["first line is blank"]),
 ])
 def test_undecodable_or_empty_file_fails_and_stores_nothing(c, table, data, words):
     up = upload(c, table, "enc.csv", data)
@@ -149,6 +151,15 @@ def test_undecodable_or_empty_file_fails_and_stores_nothing(c, table, data, word
     for w in words:
         assert w in up["failure"], up["failure"]
     assert profile(c, H, table, "c1") is None
+
+
+def test_cells_longer_than_the_csv_modules_default_limit_are_stored(c, table):
+    # csv's default field limit is 131,072 characters; a string attribute has no such limit
+    long_text = "é" + "x" * 199_998 + "\u2603"
+    up = upload(c, table, "long.csv", f'customerId,name\nc1,"{long_text}"\nc2,{long_text[::-1]}\n')
+    assert (up["status"], up["rows_stored"]) == ("succeeded", 2), up
+    assert profile(c, H, table, "c1") == {"name": long_text}
+    assert profile(c, H, table, "c2") == {"name": long_text[::-1]}
 
 
 def test_header_only_file_succeeds_with_no_rows(c, table):
