@@ -20,17 +20,22 @@ class Principal:
     token_kind: str
 
 
+def presented_token(headers: Mapping[str, str]) -> str | None:
+    """The token a request presents: the 'Token' header, else an 'Authorization: Bearer' value (stripped)."""
+    token = headers.get("Token")
+    if token is None:
+        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+        token = value if scheme.lower() == "bearer" else None
+    return token.strip() if token is not None else None
+
+
 def authenticate(store: Store, headers: Mapping[str, str], query: Mapping[str, str],
                  body_keys: frozenset[str] = frozenset()) -> Principal:
     """Resolve the request's credentials to a Principal, or raise 401/403 with the reason."""
-    token = headers.get("Token")
-    authorization = headers.get("Authorization")
-    if token is None and authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise Unauthorized("Unsupported Authorization header: send 'Authorization: Bearer <OAuth access token>' "
-                               "or a classic token as 'Token: <token>'.")
-        token = value.strip()
+    token = presented_token(headers)
+    if token is None and headers.get("Token") is None and headers.get("Authorization"):
+        raise Unauthorized("Unsupported Authorization header: send 'Authorization: Bearer <OAuth access token>' "
+                           "or a classic token as 'Token: <token>'.")
     if not token:
         misplaced = [n for n in _MISPLACED_TOKEN_NAMES if n in query or n in body_keys]
         if misplaced:

@@ -7,7 +7,6 @@ limit, and thread-safe (the server is threaded). The control plane (/_emulator/)
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import itertools
 import json
 import re
@@ -18,14 +17,12 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from .auth import presented_token
 from .errors import InvalidField
+from .store import now
 
 BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
 _CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read back for the journal
-
-
-def _timestamp() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, Any, bool]:
@@ -129,14 +126,11 @@ def _caller(emulator) -> tuple[str | None, int | None]:
     principal = g.get("principal")
     if principal is not None:
         return principal.token_kind, principal.account_id
-    token = request.headers.get("Token")
-    if token is None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        token = value if scheme.lower() == "bearer" else None
+    token = presented_token(request.headers)
     if not token:
         return None, None
     try:
-        row = emulator.store.find_token(token.strip())
+        row = emulator.store.find_token(token)
     except Exception:  # noqa: BLE001 - the journal must never turn a response into an error
         return None, None
     return (row["kind"], row["account_id"]) if row else ("unknown", None)
@@ -175,7 +169,7 @@ def install(app: Flask, emulator) -> None:
             kind, account = _caller(emulator)
             started = g.get("journal_started", time.perf_counter())
             emulator.journal.record({
-                "timestamp": _timestamp(),
+                "timestamp": now(),
                 "method": request.method,
                 "path": request.path,
                 "query": request.query_string.decode("latin-1"),
