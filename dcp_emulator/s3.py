@@ -28,6 +28,7 @@ import io
 import logging
 import re
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -107,18 +108,43 @@ class S3Gateway:
         self.max_object_bytes = max_object_bytes
         self.account_id = str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, random per emulator
         self._moto_app = create_backend_app("s3")
-        self._backend = s3_backends[self.account_id]["aws"]
-        # Not backend.create_bucket(): moto keeps one global bucket namespace and would refuse the
-        # same name in a second emulator's account. A bucket object of our own in our account's
-        # backend is found first by every lookup of this account.
-        self._backend.buckets[IMPORT_BUCKET] = FakeBucket(name=IMPORT_BUCKET, account_id=self.account_id,
-                                                          region_name="us-east-1")
+        self._bucket_lock = threading.Lock()
+        self.ensure_bucket()
 
     # ------------------------------------------------------------------ lifecycle
     @property
-    def bucket(self):
-        """moto's bucket object of this emulator."""
-        return self._backend.buckets[IMPORT_BUCKET]
+    def _backend(self) -> Any:
+        """moto's S3 backend of this emulator's account, looked up anew each time.
+
+        moto's ``mock_aws`` (used by integrators in the same pytest process) resets its process-global
+        backends on start and stop: the account's backend object is replaced by a new, empty one, and
+        moto's request handlers use the new one. Holding on to the old object would split us from moto.
+        """
+        from moto.s3.models import s3_backends
+
+        return s3_backends[self.account_id]["aws"]
+
+    def ensure_bucket(self) -> Any:
+        """moto's bucket object of this emulator, re-created (empty) if a moto reset dropped it."""
+        backend = self._backend
+        bucket = backend.buckets.get(IMPORT_BUCKET)
+        if bucket is None:
+            from moto.s3.models import FakeBucket
+
+            with self._bucket_lock:
+                bucket = backend.buckets.get(IMPORT_BUCKET)
+                if bucket is None:
+                    # Not backend.create_bucket(): moto keeps one global bucket namespace and would refuse
+                    # the same name in a second emulator's account. A bucket object of our own in our
+                    # account's backend is found first by every lookup of this account.
+                    bucket = FakeBucket(name=IMPORT_BUCKET, account_id=self.account_id, region_name="us-east-1")
+                    backend.buckets[IMPORT_BUCKET] = bucket
+        return bucket
+
+    @property
+    def bucket(self) -> Any:
+        """moto's bucket object of this emulator (re-created if it went missing)."""
+        return self.ensure_bucket()
 
     def reset(self) -> None:
         """Empty the bucket (objects and unfinished multipart uploads), releasing their buffers."""
@@ -142,7 +168,8 @@ class S3Gateway:
             pass
 
     def readiness(self) -> tuple[bool, str]:
-        """Ready when the bucket exists in moto."""
+        """Ready when the bucket exists in moto (re-created first if a moto reset dropped it)."""
+        self.ensure_bucket()
         return IMPORT_BUCKET in self._backend.buckets, f"bucket {IMPORT_BUCKET} (moto account {self.account_id})"
 
     # ------------------------------------------------------------------ routing
@@ -178,16 +205,18 @@ class S3Gateway:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         bucket, key = self._bucket_and_key(environ)
         resource = "/" + (bucket or "") + ("/" + key if key else "")
+        moto_bucket = self.ensure_bucket()  # a moto reset (mock_aws in the same process) may have dropped it
         try:
             query = dict(parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True))
             owner = self._authenticate(environ, method)
             target = self._authorize(owner, method, bucket, key, query, environ)
+            self._check_upload_id(bucket, key, query)
             self._check_size(method, bucket, key, query, environ)
         except S3Error as e:
-            if e.status != 400 or e.code != "EntityTooLarge":
+            if e.code not in ("EntityTooLarge", "MissingContentLength"):  # those bodies are not read
                 _drain(environ)
             return self._error(start_response, e, resource, request_id, method)
-        previous = self.bucket.keys.get(key) if key and bucket == IMPORT_BUCKET else None
+        previous = moto_bucket.keys.get(key) if key and bucket == IMPORT_BUCKET else None
         environ = dict(environ)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
         captured: dict[str, Any] = {}
@@ -359,9 +388,32 @@ class S3Gateway:
                           "uploads, and nothing was stored.")
         return target
 
+    def _check_upload_id(self, bucket: str | None, key: str, query: dict) -> None:
+        """An uploadId must name an open multipart upload of this very key (S3's NoSuchUpload otherwise).
+
+        The key scope is checked on the URL's key only, and moto acts on the upload the id names,
+        whatever key that upload belongs to: without this check one table's key could add parts to
+        (or complete, list, abort) another table's upload.
+        """
+        if "uploadId" not in query or bucket != IMPORT_BUCKET or not key:
+            return
+        upload_id = query["uploadId"]
+        multipart = self.bucket.multiparts.get(upload_id)
+        if multipart is None or multipart.key_name != key:
+            raise S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or "
+                          f"the upload may have been aborted or completed (or it belongs to another key than "
+                          f"{key!r}).", 404, UploadId=upload_id)
+
     def _check_size(self, method: str, bucket: str | None, key: str, query: dict, environ: dict) -> None:
         if method == "PUT":
-            size = _header(environ, "x-amz-decoded-content-length") or environ.get("CONTENT_LENGTH") or "0"
+            size = _header(environ, "x-amz-decoded-content-length") or environ.get("CONTENT_LENGTH")
+            if not size:
+                if _carries_object_bytes(query, environ):
+                    # e.g. Transfer-Encoding: chunked without aws-chunked's decoded length: S3 refuses it
+                    # (moto would store an empty object and the size limit could not be checked).
+                    raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.",
+                                  411)
+                size = "0"
             try:
                 proposed = int(size)
             except ValueError:
@@ -479,11 +531,12 @@ class S3Gateway:
         body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{err.code}</Code>'
                 f"<Message>{escape(err.message)}</Message>{extra}<Resource>{escape(resource)}</Resource>"
                 f"<RequestId>{request_id}</RequestId><HostId>dcp-emulator</HostId></Error>").encode()
-        reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error"}.get(err.status, "Error")
+        reason = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 411: "Length Required",
+                  500: "Internal Server Error"}.get(err.status, "Error")
         headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
                    ("Content-Length", str(len(body)))]
-        if err.code == "EntityTooLarge":
-            headers.append(("Connection", "close"))  # the (possibly huge) body is not read
+        if err.code in ("EntityTooLarge", "MissingContentLength"):
+            headers.append(("Connection", "close"))  # the (possibly huge or unbounded) body is not read
         start_response(f"{err.status} {reason}", headers)
         return [] if method == "HEAD" else [body]
 
@@ -491,6 +544,13 @@ class S3Gateway:
 def _too_large(proposed: int, limit: int) -> S3Error:
     return S3Error("EntityTooLarge", f"Your proposed upload ({proposed} bytes) exceeds the maximum allowed object "
                    f"size of {limit} bytes.", 400, ProposedSize=proposed, MaxSizeAllowed=limit)
+
+
+def _carries_object_bytes(query: dict, environ: dict) -> bool:
+    """Whether a PUT's body is object data: PutObject or UploadPart (not a copy, ACL, tagging...)."""
+    if _header(environ, "x-amz-copy-source"):
+        return False
+    return not (_PUT_SUBRESOURCES - {"partNumber", "uploadId"}) & query.keys()
 
 
 def _copy_source_key(copy_source: str) -> str | None:

@@ -413,3 +413,155 @@ def test_api_routes_are_not_captured_by_s3(url):
     resp = requests.get(f"{url}/nothing-here")
     assert resp.status_code == 404 and resp.json()["code"] == "not_found"
     assert sys.modules.get("dcp_emulator.s3") is not None
+
+
+# ---------------------------------------------------------------------- multipart uploadId scope
+def _no_such_upload(excinfo, upload_id: str) -> None:
+    err = excinfo.value.response["Error"]
+    assert (err["Code"], excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]) == ("NoSuchUpload", 404), err
+    assert err.get("UploadId") == upload_id, err
+
+
+def test_upload_id_of_another_key_is_no_such_upload_for_every_multipart_operation(url):
+    env = _setup(url)
+    t1, t2 = env["t1"], env["t2"]
+    s1, s2 = _client_for(url, t1), _client_for(url, t2)
+    key1 = f"{t1['s3_path']}/m.csv"
+    mpu = s1.create_multipart_upload(Bucket=BUCKET, Key=key1)["UploadId"]
+    s2.put_object(Bucket=BUCKET, Key=f"{t2['s3_path']}/src.csv", Body=b"customerId,n\nfrom-t2,7\n")
+    assert len(_wait(url)) == 1
+    # t2's key, t2's own path, but t1's upload id; and t1's key on another key of its own path
+    for s3, key in ((s2, f"{t2['s3_path']}/m.csv"), (s1, f"{t1['s3_path']}/other.csv")):
+        with pytest.raises(ClientError) as e:
+            s3.upload_part(Bucket=BUCKET, Key=key, UploadId=mpu, PartNumber=1, Body=b"customerId,n\nfrom-t2,7\n")
+        _no_such_upload(e, mpu)
+        with pytest.raises(ClientError) as e:
+            s3.upload_part_copy(Bucket=BUCKET, Key=key, UploadId=mpu, PartNumber=2,
+                                CopySource={"Bucket": BUCKET, "Key": f"{t2['s3_path']}/src.csv"}
+                                if s3 is s2 else {"Bucket": BUCKET, "Key": key1})
+        _no_such_upload(e, mpu)
+        with pytest.raises(ClientError) as e:
+            s3.list_parts(Bucket=BUCKET, Key=key, UploadId=mpu)
+        _no_such_upload(e, mpu)
+        with pytest.raises(ClientError) as e:
+            s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=mpu,
+                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"00"'}]})
+        _no_such_upload(e, mpu)
+        with pytest.raises(ClientError) as e:
+            s3.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=mpu)
+        _no_such_upload(e, mpu)
+    for s3, key in ((s1, key1), (s2, f"{t2['s3_path']}/m.csv")):  # an id that never existed
+        with pytest.raises(ClientError) as e:
+            s3.upload_part(Bucket=BUCKET, Key=key, UploadId="no-such-id", PartNumber=1, Body=b"x")
+        _no_such_upload(e, "no-such-id")
+    # nothing reached t1's upload, and it still completes normally, into t1 only
+    assert s1.list_parts(Bucket=BUCKET, Key=key1, UploadId=mpu).get("Parts", []) == []
+    etag = s1.upload_part(Bucket=BUCKET, Key=key1, UploadId=mpu, PartNumber=1, Body=b"customerId,n\nown,1\n")["ETag"]
+    s1.complete_multipart_upload(Bucket=BUCKET, Key=key1, UploadId=mpu,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    uploads = _wait(url)
+    assert [(u["datasource_id"], u["key"], u["status"]) for u in uploads] == [
+        (t2["id"], f"{t2['s3_path']}/src.csv", "succeeded"), (t1["id"], key1, "succeeded")]
+    assert _profile(url, t1, "own") == {"n": 1} and _profile(url, t1, "from-t2") is None
+    assert "Contents" not in s2.list_objects_v2(Bucket=BUCKET, Prefix=f"{t2['s3_path']}/m.csv")
+    assert "Contents" not in s1.list_objects_v2(Bucket=BUCKET, Prefix=f"{t1['s3_path']}/other.csv")
+
+
+# ---------------------------------------------------------------------- Content-Length
+def _chunked(data: bytes):
+    yield data  # a generator body: requests sends it with Transfer-Encoding: chunked, no Content-Length
+
+
+def test_put_without_content_length_is_missing_content_length(url):
+    env = _setup(url)
+    t1 = env["t1"]
+    s3 = _client_for(url, t1)
+    body = b"customerId,n\nc1,1\n"
+    put_url = s3.generate_presigned_url("put_object", Params={"Bucket": BUCKET, "Key": f"{t1['s3_path']}/p.csv"})
+    key = f"{t1['s3_path']}/mp.csv"
+    mpu = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    part_url = s3.generate_presigned_url("upload_part", Params={"Bucket": BUCKET, "Key": key, "UploadId": mpu,
+                                                                "PartNumber": 1})
+    for target in (put_url, part_url):
+        resp = requests.put(target, data=_chunked(body))
+        assert resp.status_code == 411, resp.text
+        error = ET.fromstring(resp.content)
+        assert error.findtext("Code") == "MissingContentLength" and "Content-Length" in error.findtext("Message")
+    _nothing_stored(url)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{t1['s3_path']}/")
+    assert s3.list_parts(Bucket=BUCKET, Key=key, UploadId=mpu).get("Parts", []) == []
+    # with a length the same URLs work
+    assert requests.put(put_url, data=body).status_code == 200
+    assert _wait(url)[0]["status"] == "succeeded"
+
+
+def test_aws_chunked_body_sent_with_transfer_encoding_chunked_still_works(url):
+    """aws-chunked bodies say their size in x-amz-decoded-content-length, so they need no Content-Length."""
+    import base64
+    import zlib
+
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    env = _setup(url)
+    t1 = env["t1"]
+    data = b"customerId,n\nchunky,5\n"
+    crc = base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    body = f"{len(data):x}\r\n".encode() + data + f"\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    headers = {"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "Content-Encoding": "aws-chunked",
+               "x-amz-decoded-content-length": str(len(data)), "x-amz-trailer": "x-amz-checksum-crc32"}
+    target = f"{url}/{BUCKET}/{t1['s3_path']}/chunked.csv"
+    request = AWSRequest(method="PUT", url=target, headers=headers)
+    request.context["checksum"] = {"request_algorithm": {"in": "trailer", "name": "x-amz-checksum-crc32"}}
+    S3SigV4Auth(Credentials(t1["aws_access_key"], t1["aws_secret_key"]), "s3", "us-east-1").add_auth(request)
+    resp = requests.put(target, data=_chunked(body), headers=dict(request.headers))
+    assert resp.status_code == 200, resp.text
+    [up] = _wait(url)
+    assert (up["status"], up["size_bytes"]) == ("succeeded", len(data))
+    assert _profile(url, t1, "chunky") == {"n": 5}
+
+
+# ---------------------------------------------------------------------- moto's mock_aws in the same process
+def test_emulator_survives_motos_mock_aws_resetting_its_backends():
+    """Integrators use moto's mock_aws next to the emulator; moto resets every backend when it starts and stops."""
+    from moto import mock_aws
+    from moto.s3.models import s3_backends
+
+    srv = _start()
+    try:
+        url = srv.url
+        gateway = srv.app.extensions["dcp_emulator"].s3
+        env = _setup(url)
+        _client_for(url, env["t1"]).put_object(Bucket=BUCKET, Key=f"{env['t1']['s3_path']}/a.csv",
+                                               Body=b"customerId,n\na,1\n")
+        assert _wait(url)[0]["status"] == "succeeded"
+        backend_before = s3_backends[gateway.account_id]["aws"]
+        with mock_aws():
+            boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="integrators-own")
+        assert s3_backends[gateway.account_id]["aws"] is not backend_before  # moto replaced it
+        # straight after the block, without a reset: the bucket is there again (empty)
+        s3 = _client_for(url, env["t1"])
+        s3.put_object(Bucket=BUCKET, Key=f"{env['t1']['s3_path']}/b.csv", Body=b"customerId,n\nb,2\n")
+        assert _wait(url)[-1]["status"] == "succeeded" and _profile(url, env["t1"], "b") == {"n": 2}
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=env["t1"]["s3_path"] + "/")["Contents"]] == [
+            f"{env['t1']['s3_path']}/b.csv"]
+        with mock_aws():
+            pass
+        resp = requests.post(f"{url}/_emulator/reset")
+        assert resp.status_code == 200, resp.text
+        health = requests.get(f"{url}/_emulator/health")
+        assert health.status_code == 200 and health.json()["parts"]["s3"]["ready"], health.text
+        env = _setup(url)
+        s3 = _client_for(url, env["t2"])
+        key = f"{env['t2']['s3_path']}/after.csv"
+        mpu = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=mpu, PartNumber=1, Body=b"customerId,n\nc,3\n")["ETag"]
+        s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=mpu,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+        [up] = _wait(url)
+        assert up["status"] == "succeeded" and _profile(url, env["t2"], "c") == {"n": 3}
+        # the integrator's moto bucket did not leak into the emulator's (separate account)
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == [BUCKET]
+    finally:
+        srv.shutdown()
