@@ -45,6 +45,7 @@ class Emulator:
         self.faults = Faults()
         self.seed_status = "no start-up seed (default state)"
         self._startup_snapshot: Snapshot | None = None
+        self._default_snapshot: Snapshot | None = None  # built on first use (see _default_target)
         self._snapshots: dict[str, Snapshot] = {}
         try:
             if not self.store.find_account_ids():
@@ -52,7 +53,8 @@ class Emulator:
                 self._apply_startup_seeds(config.seed)
             elif config.seed:
                 # With --db, state survives restarts: seeds were applied when the database was new.
-                self.seed_status = f"{config.db} already holds state; start-up seeds not applied again"
+                self.seed_status = (f"{config.db} already holds state; start-up seeds not applied again "
+                                    "(reset returns to the state it held at this start)")
         except BaseException:
             self.store.close()
             raise
@@ -111,9 +113,7 @@ class Emulator:
 
     def load_default_state(self) -> None:
         """The state of a fresh emulator: one account with one token of each kind, nothing else."""
-        self.store.create_account(DEFAULT_ACCOUNT_ID, name="Default account")
-        for kind, token in DEFAULT_TOKENS.items():
-            self.store.create_token(token, kind, DEFAULT_ACCOUNT_ID)
+        load_default_state(self.store)
 
     @property
     def default_account_id(self) -> int:
@@ -141,36 +141,85 @@ class Emulator:
             parts[name] = {"ready": bool(ready), "detail": detail}
         return parts
 
-    def reset(self, snapshot: str | None = None) -> None:
-        """Back to the start-up state (or a named snapshot): database, journal, faults, then every reset hook."""
-        with self.store.lock:  # a snapshot deleted meanwhile must not be restored half-closed
-            if snapshot is not None:
-                target = self._snapshots.get(snapshot)
-                if target is None:
-                    raise NotFound(f"No snapshot named {snapshot!r}; save one with POST /_emulator/snapshots.",
-                                   field="snapshot")
-            else:
-                target = self._startup_snapshot
-            if target is None:  # an Emulator used without create_app(): rebuild the default state
-                self.store.clear()
-                self.load_default_state()
-            else:
-                # Restoring a snapshot of the whole database is one step whatever its size, instead of
-                # re-running seeds (1 ms for 10,000 profiles).
-                self.store.restore(target)
+    def _default_target(self) -> Snapshot:
+        """The pure default state (no start-up seed), built once in a scratch store.
+
+        A scratch store rather than a copy of this one taken before the start-up seeds: with --db an
+        existing database never was in the default state during this run, and it works the same for both.
+        """
+        if self._default_snapshot is None:
+            scratch = Store(None)
+            try:
+                load_default_state(scratch)
+                self._default_snapshot = scratch.snapshot()
+            finally:
+                scratch.close()
+        return self._default_snapshot
+
+    def _reset_target(self, snapshot: str | None, default: bool) -> Snapshot | None:
+        """What a reset restores; None: no start-up copy (an Emulator used without create_app())."""
+        if snapshot is not None:
+            target = self._snapshots.get(snapshot)
+            if target is None:
+                raise NotFound(f"No snapshot named {snapshot!r}; save one with POST /_emulator/snapshots.",
+                               field="snapshot")
+            return target
+        return self._default_target() if default else self._startup_snapshot
+
+    def _restore(self, target: Snapshot | None) -> None:
+        if target is None:
+            self.store.clear()
+            self.load_default_state()
+        else:
+            # Restoring a snapshot of the whole database is one step whatever its size, instead of
+            # re-running seeds (1 ms for 10,000 profiles).
+            self.store.restore(target)
+
+    def _after_reset(self) -> None:
         self.journal.clear()
         self.faults.clear()
         for hook in self._reset_hooks:
             hook()
 
+    def reset(self, snapshot: str | None = None, *, default: bool = False) -> None:
+        """Back to the start-up state, the pure default state (``default=True``) or a named snapshot:
+        database, journal, faults, then every reset hook."""
+        with self.store.lock:  # a snapshot deleted meanwhile must not be restored half-closed
+            self._restore(self._reset_target(snapshot, default))
+        self._after_reset()
+
+    def reset_and_seed(self, seed: Any, source: str = "<seed>", *, default: bool = False) -> dict[str, int]:
+        """``reset()`` then ``apply_seed()`` as one step: if the seed is refused (SeedError), the state is
+        exactly what it was before the call (database, journal, faults, S3 objects, uploads)."""
+        with self.store.lock:  # nobody may see (or write to) the reset state of a seed that is then refused
+            target = self._reset_target(None, default)
+            before = self.store.snapshot()
+            try:
+                self._restore(target)
+                counts = self.apply_seed(seed, source=source)
+            except BaseException:
+                self.store.restore(before)
+                raise
+            finally:
+                before.close()
+        self._after_reset()  # only now: journal, faults and S3 cannot be restored like the database
+        return counts
+
     def close(self) -> None:
         """Stop the parts (reverse order of registration), then release the database."""
         for hook in reversed(self._close_hooks):
             hook()
-        for snap in [self._startup_snapshot, *self._snapshots.values()]:
+        for snap in [self._startup_snapshot, self._default_snapshot, *self._snapshots.values()]:
             if snap is not None:
                 snap.close()
         self.store.close()
+
+
+def load_default_state(store: Store) -> None:
+    """Write the state of a fresh emulator into ``store``: one account with one token of each kind, nothing else."""
+    store.create_account(DEFAULT_ACCOUNT_ID, name="Default account")
+    for kind, token in DEFAULT_TOKENS.items():
+        store.create_token(token, kind, DEFAULT_ACCOUNT_ID)
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -787,6 +787,19 @@ class Store:
         return view
 
     # ------------------------------------------------------------------ S3 credentials
+    def aws_credentials(self, entity_id: int) -> dict | None:
+        """The AWS key pair of a table or DCP service by id (any account; ids are unique across types)."""
+        row = self._one("SELECT id, dcp_service_id, aws_access_key, aws_secret_key FROM datasources WHERE id = ?",
+                        (entity_id,))
+        if row:
+            return {"id": row["id"], "kind": "datasource", "aws_access_key": row["aws_access_key"],
+                    "aws_secret_key": row["aws_secret_key"], "prefix": f"dcp/{row['dcp_service_id']}/{row['id']}/"}
+        row = self._one("SELECT id, aws_access_key, aws_secret_key FROM dcp_services WHERE id = ?", (entity_id,))
+        if row:
+            return {"id": row["id"], "kind": "dcp_service", "aws_access_key": row["aws_access_key"],
+                    "aws_secret_key": row["aws_secret_key"], "prefix": f"dcp/{row['id']}/"}
+        return None
+
     def resolve_aws_key(self, access_key: str) -> dict | None:
         """Who an AWS access key belongs to: its secret and the S3 prefix it may write under."""
         row = self._one("SELECT d.id AS datasource_id, d.dcp_service_id, d.aws_secret_key, d.archived "

@@ -152,9 +152,9 @@ def test_post_seed_yaml_json_and_reset_first(client):
     yaml_body = "dcp_services:\n- {id: 40, name: From YAML}\n"
     resp = client.post("/_emulator/seed", data=yaml_body, content_type="application/yaml")
     assert resp.status_code == 201
-    assert resp.get_json() == {"status": "seeded", "created": {
+    assert resp.get_json() == {"status": "seeded", "reset": None, "created": {
         "accounts": 0, "tokens": 0, "dcp_services": 1, "datasources": 0, "attributes": 0, "profiles": 0,
-        "aliases": 0, "projects": 0}}
+        "aliases": 0, "projects": 0}, "default_account_id": 1001, "tokens": DEFAULT_TOKENS}
     # ?reset=true replaces instead of adding (the one-service limit does not apply to seeds anyway).
     resp = client.post("/_emulator/seed?reset=true", json={"dcp_services": [{"id": 41, "name": "From JSON"}]})
     assert resp.status_code == 201
@@ -198,3 +198,85 @@ def test_state_export_formats(seeded):
 def test_control_plane_needs_no_token_and_is_not_authenticated(client):
     for path in ("/_emulator/state", "/_emulator/requests", "/_emulator/faults", "/_emulator/snapshots"):
         assert client.get(path).status_code == 200, path
+
+
+def test_reset_to_default_drops_the_start_up_seed(seeded):
+    c = seeded.test_client()
+    resp = c.post("/_emulator/reset", json={"to": "default"})
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["to"] == "default" and body["tokens"] == DEFAULT_TOKENS and body["default_account_id"] == 1001
+    assert c.get("/experiment/v1/dcp_services", headers=T).get_json() == []
+    assert c.get("/_emulator/info").get_json()["tokens"] == DEFAULT_TOKENS
+    made = c.post("/experiment/v1/dcp_services", headers=T, json={"name": "S"}).get_json()
+    assert made["id"] == 1002  # the id sequence is the default state's too
+    # The plain reset still returns to the start-up state, and ?to= works like the body.
+    assert c.post("/_emulator/reset").get_json()["to"] == "startup"
+    assert table_names(c) == ["Optimizely", "CRM", "Email platform"]
+    assert c.post("/_emulator/reset?to=default").status_code == 200
+    assert c.get("/experiment/v1/dcp_services", headers=T).get_json() == []
+    assert c.post("/_emulator/reset", json={"to": "startup"}).status_code == 200
+    assert table_names(c) == ["Optimizely", "CRM", "Email platform"]
+    # A seed on top of the default state does not collide with the start-up seed's ids.
+    resp = c.post("/_emulator/seed?reset=default", data=EXAMPLE.read_bytes(), content_type="application/yaml")
+    assert resp.status_code == 201 and resp.get_json()["reset"] == "default"
+    assert table_names(c) == ["Optimizely", "CRM", "Email platform"]
+    for bad, field in (({"to": "nowhere"}, "to"), ({"to": "default", "snapshot": "x"}, "to"),
+                       ({"snapshot": 3}, "snapshot")):
+        resp = c.post("/_emulator/reset", json=bad)
+        assert resp.status_code == 400 and resp.get_json()["field"] == field, bad
+    resp = c.post("/_emulator/seed?reset=maybe", json={})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "reset"
+
+
+@pytest.mark.parametrize("reset", ["true", "default"])
+def test_a_refused_seed_with_reset_leaves_everything_as_it_was(seeded, reset):
+    from dcp_emulator.seed import export_state
+
+    c = seeded.test_client()
+    emu = seeded.extensions["dcp_emulator"]
+    c.post("/experiment/v1/dcp_services/567/dcp_datasources", headers=T,
+           json={"name": "Extra", "keyfield_locator_type": "uid"})
+    c.post("/_emulator/faults", json={"path": "/nothing", "status": 503})
+    before = export_state(emu.store)
+    bad = {"dcp_services": [{"id": 900, "name": "Good", "datasources": [
+        {"name": "T", "keyfield_locator_type": "uid", "attributes": [{"name": "n", "datatype": "long"}],
+         "profiles": {"a": {"n": 1}, "b": {"n": "many"}}}]}]}
+    resp = c.post(f"/_emulator/seed?reset={reset}", json=bad)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "dcp_services[0].datasources[0].profiles.b.n"
+    assert export_state(emu.store) == before
+    assert "Extra" in table_names(c)
+    assert len(c.get("/_emulator/faults").get_json()["faults"]) == 1
+    assert len(c.get("/_emulator/requests").get_json()["requests"]) == 2  # the journal was not cleared either
+    # A good one replaces the state (and clears journal and faults, as a reset does).
+    good = {"dcp_services": [{"id": 900, "name": "Good"}]}
+    assert c.post(f"/_emulator/seed?reset={reset}", json=good).status_code == 201
+    ids = [s["id"] for s in c.get("/experiment/v1/dcp_services", headers=T).get_json()]
+    assert ids == ([900] if reset == "default" else [567, 900])
+    assert c.get("/_emulator/faults").get_json()["faults"] == []
+
+
+def test_seed_and_reset_answers_carry_the_current_default_tokens(client):
+    seed = {"accounts": [{"id": 1001, "tokens": [{"token": "emulator-classic-token", "revoked": True},
+                                                 {"token": "fresh-classic", "kind": "classic"}]}]}
+    resp = client.post("/_emulator/seed", json=seed)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["tokens"]["classic"] == "fresh-classic"
+    assert client.post("/_emulator/reset").get_json()["tokens"] == DEFAULT_TOKENS
+
+
+def test_credentials_lookup_by_table_or_service_id(seeded):
+    c = seeded.test_client()
+    assert c.get("/_emulator/credentials/678").get_json() == {
+        "id": 678, "kind": "datasource", "aws_access_key": "AKIAACMECRM000000678",
+        "aws_secret_key": "acme-crm-secret-key-000000000000000000678", "prefix": "dcp/567/678/"}
+    service = c.get("/_emulator/credentials/567").get_json()
+    assert service["kind"] == "dcp_service" and service["prefix"] == "dcp/567/"
+    mine = c.get("/experiment/v1/dcp_services/567", headers=T).get_json()
+    assert service["aws_access_key"] == mine["aws_access_key"]
+    # Any account: the control plane is not scoped by a token.
+    c.post("/_emulator/seed", json={"accounts": [{"id": 9000}], "dcp_services": [{"id": 30, "name": "Other",
+                                                                                  "account_id": 9000}]})
+    assert c.get("/_emulator/credentials/30").get_json()["kind"] == "dcp_service"
+    missing = c.get("/_emulator/credentials/424242")
+    assert missing.status_code == 404 and missing.get_json()["field"] == "id"

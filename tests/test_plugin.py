@@ -145,28 +145,95 @@ def test_journal_faults_and_uploads_through_the_handle(pytester):
     run(pytester).assert_outcomes(passed=2)
 
 
-def test_points_at_an_already_running_emulator(pytester, monkeypatch):
-    """DCP_EMULATOR_URL: the fixture uses that server (reset, seed and all over HTTP) instead of starting one."""
-    server = EmulatorServer(Config(port=0, log_requests=False)).start()
+@pytest.mark.parametrize("started_with", [[], [str(EXAMPLE)]], ids=["unseeded", "seeded"])
+def test_points_at_an_already_running_emulator(pytester, monkeypatch, started_with):
+    """DCP_EMULATOR_URL: the fixture uses that server (reset, seed and all over HTTP) instead of starting one,
+    and starts every test from the default state even when that server was started with a seed (make serve,
+    a CI service container)."""
+    server = EmulatorServer(Config(port=0, log_requests=False, seed=started_with)).start()
     try:
         monkeypatch.setenv("DCP_EMULATOR_URL", server.url + "/")
         pytester.makepyfile(test_inner=f"""
             import os, pytest, requests
 
-            def test_uses_the_external_server(dcp_emulator):
+            def services(emu):
+                return [s["id"] for s in requests.get(emu.rest_api_url + "/dcp_services", headers=emu.headers).json()]
+
+            def test_uses_the_external_server_from_the_default_state(dcp_emulator):
                 assert dcp_emulator.url == os.environ["DCP_EMULATOR_URL"].rstrip("/")
+                assert services(dcp_emulator) == []
                 requests.post(dcp_emulator.rest_api_url + "/dcp_services", json={{"name": "S"}},
                               headers={{**dcp_emulator.headers, "X-Test-Id": "external"}})
 
             @pytest.mark.dcp_seed({str(EXAMPLE)!r})
             def test_seeded_externally(dcp_emulator):
-                r = requests.get(dcp_emulator.rest_api_url + "/dcp_services/567", headers=dcp_emulator.headers)
-                assert r.status_code == 200
+                assert services(dcp_emulator) == [567]
+
+            @pytest.mark.dcp_seed({str(EXAMPLE)!r})
+            def test_seeded_again_from_the_snapshot(dcp_emulator):
+                assert services(dcp_emulator) == [567]
+
+            def test_reset_in_a_test_is_the_default_state_too(dcp_emulator):
+                dcp_emulator.seed({{"dcp_services": [{{"id": 40, "name": "Mine"}}]}})
+                dcp_emulator.reset()
+                assert services(dcp_emulator) == []
         """)
-        run(pytester).assert_outcomes(passed=2)
+        run(pytester).assert_outcomes(passed=4)
         # The inner tests ran against this very server: its state and snapshots show it.
         assert any(n.startswith("pytest-seed:") for n in server.emulator.snapshot_names())
-        assert [s["id"] for s in server.emulator.store.list_services(1001)] == [567]
+        assert server.emulator.store.list_services(1001) == []
+        # The server's own start-up state is still there for whoever asks for it.
+        DcpEmulator(server.url).reset(to="startup")
+        assert [s["id"] for s in server.emulator.store.list_services(1001)] == ([567] if started_with else [])
+    finally:
+        server.shutdown()
+
+
+def test_token_follows_seeds_that_revoke_the_default_one(pytester):
+    revoking = {"accounts": [{"id": 1001, "tokens": [{"token": "emulator-classic-token", "revoked": True},
+                                                     {"token": "rotated-classic", "kind": "classic"}]}]}
+    pytester.makepyfile(test_inner=f"""
+        import pytest, requests
+
+        def status(emu):
+            return requests.get(emu.rest_api_url + "/dcp_services", headers=emu.headers).status_code
+
+        @pytest.mark.dcp_seed({revoking!r})
+        def test_marker_seed(dcp_emulator):
+            assert dcp_emulator.token == "rotated-classic" and status(dcp_emulator) == 200
+
+        @pytest.mark.dcp_seed({revoking!r})
+        def test_marker_seed_from_its_snapshot(dcp_emulator):
+            assert dcp_emulator.token == "rotated-classic" and status(dcp_emulator) == 200
+
+        def test_back_to_the_default_token(dcp_emulator):
+            assert dcp_emulator.token == "emulator-classic-token" and status(dcp_emulator) == 200
+            dcp_emulator.seed({revoking!r})
+            assert dcp_emulator.token == "rotated-classic" and status(dcp_emulator) == 200
+    """)
+    run(pytester).assert_outcomes(passed=3)
+
+
+def test_s3_client_looks_up_keys_without_exporting_the_state(monkeypatch):
+    """credentials()/s3_client() ask for one key pair, not for the whole state (60 ms with 10,000 profiles)."""
+    server = EmulatorServer(Config(port=0, log_requests=False)).start()
+    try:
+        emu = DcpEmulator(server.url)
+        emu.use_seed({"accounts": [{"id": 9000, "tokens": [{"token": "t9"}]}], "dcp_services": [
+            {"id": 30, "name": "Other account", "account_id": 9000, "datasources": [
+                {"id": 31, "name": "T", "keyfield_locator_type": "uid"}]}]})
+
+        def no_export():
+            raise AssertionError("credentials() exported the whole state")
+
+        monkeypatch.setattr(emu, "state", no_export)
+        expected = server.emulator.store.aws_credentials(31)
+        assert emu.credentials(31) == (expected["aws_access_key"], expected["aws_secret_key"])
+        s3 = emu.s3_client(31)
+        assert s3.put_object(Bucket=emu.bucket, Key="dcp/30/31/a.csv", Body=b"customerId\nc-1\n")
+        assert emu.wait_for_uploads(timeout=10)[0]["status"] == "succeeded"
+        with pytest.raises(LookupError):
+            emu.credentials(424242)
     finally:
         server.shutdown()
 

@@ -48,22 +48,54 @@ def _optional_body() -> dict:
     return json_object() if request.get_data(cache=True).strip() else {}
 
 
+def _credentials() -> dict:
+    """What a client needs after the state changed under it: the default account and its tokens."""
+    emu = emulator()
+    return {"default_account_id": emu.default_account_id, "tokens": emu.default_tokens()}
+
+
+RESET_TARGETS = ("startup", "default")  # the start-up state (default state + start-up seeds), or without seeds
+
+
 @route(bp, "/reset", methods=["POST"])
 def reset():
-    """Back to the start-up state (or {"snapshot": name}); also clears the journal, faults, S3 and uploads."""
-    name = request.args.get("snapshot") or _optional_body().get("snapshot")
+    """Back to the start-up state, {"to": "default"} (no start-up seed) or {"snapshot": name}; also clears
+    the journal, faults, S3 and uploads."""
+    body = _optional_body()
+    name = request.args.get("snapshot") or body.get("snapshot")
     if name is not None and not isinstance(name, str):
         raise InvalidField("snapshot must be the name of a saved snapshot.", field="snapshot")
+    to = request.args.get("to") or body.get("to")
+    if to is not None and to not in RESET_TARGETS:
+        raise InvalidField(f"to must be one of {', '.join(RESET_TARGETS)}, got {to!r}.", field="to")
+    if name is not None and to is not None:
+        raise InvalidField("Give either snapshot or to, not both.", field="to")
+    to = "snapshot" if name is not None else to or "startup"
     started = time.perf_counter()
-    emulator().reset(name)
-    return jsonify({"status": "reset", "snapshot": name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3)})
+    emulator().reset(name, default=to == "default")
+    return jsonify({"status": "reset", "to": to, "snapshot": name,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3), **_credentials()})
+
+
+def _seed_reset() -> str | None:
+    """?reset= of POST /_emulator/seed: None (add to the current state), "startup" or "default"."""
+    value = request.args.get("reset", "").lower()
+    if value in ("", "0", "false", "no"):
+        return None
+    if value in ("1", "true", "yes", "startup"):
+        return "startup"
+    if value == "default":
+        return "default"
+    raise InvalidField(f"reset must be true (the start-up state), default (the default state, no start-up "
+                       f"seed) or false, got {value!r}.", field="reset")
 
 
 @route(bp, "/seed", methods=["POST"])
 def seed():
-    """Add a seed's state (YAML body, or JSON with Content-Type: application/json); ?reset=true resets first."""
+    """Add a seed's state (YAML body, or JSON with Content-Type: application/json); ?reset=true (or
+    ?reset=default) resets first, all or nothing: a refused seed leaves the state as it was."""
     request.max_content_length = MAX_SEED_BYTES
+    reset_to = _seed_reset()
     raw = request.get_data(cache=True)
     source = "request body"
     try:
@@ -74,12 +106,22 @@ def seed():
                 raise SeedError(source, "", f"invalid JSON: {e}") from None
         else:
             data = parse_seed(raw, source)
-        if request.args.get("reset", "").lower() in ("1", "true", "yes"):
-            emulator().reset()
-        counts = emulator().apply_seed(data, source=source)
+        if reset_to is None:
+            counts = emulator().apply_seed(data, source=source)
+        else:
+            counts = emulator().reset_and_seed(data, source=source, default=reset_to == "default")
     except SeedError as e:
         raise InvalidSeed(f"Invalid seed: {e}", field=e.path or None) from None
-    return jsonify({"status": "seeded", "created": counts}), 201
+    return jsonify({"status": "seeded", "reset": reset_to, "created": counts, **_credentials()}), 201
+
+
+@route(bp, "/credentials/<int:entity_id>", methods=["GET"])
+def credentials(entity_id: int):
+    """The AWS key pair of a table (datasource) or DCP service by id, whatever its account (for S3 clients)."""
+    keys = emulator().store.aws_credentials(entity_id)
+    if keys is None:
+        raise NotFound(f"No table or DCP service with id {entity_id}.", field="id")
+    return jsonify(keys)
 
 
 @route(bp, "/state", methods=["GET"])
