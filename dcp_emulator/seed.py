@@ -43,7 +43,7 @@ _SERVICE_KEYS = _GIVEN + ("account_id", "name", "archived", "s3_path", "datasour
 _DATASOURCE_KEYS = _GIVEN + ("name", "description", "keyfield_locator_type", "keyfield_locator_name", "archived",
                              "is_optimizely", "dcp_service_id", "s3_path", "attributes", "profiles")
 _ATTRIBUTE_KEYS = ("id", "name", "datatype", "format", "description", "is_value_public", "archived", "created",
-                   "last_modified", "dcp_datasource_id")
+                   "last_modified", "dcp_datasource_id", "values")
 _PROJECT_KEYS = ("id", "account_id", "project_name", "project_status", "dcp_service_id", "created", "last_modified")
 # The built-in Optimizely table is provisioned with its service; a seed may only fix these of it.
 _OPTIMIZELY_FIXED = {"name": "Optimizely", "keyfield_locator_type": "uid", "keyfield_locator_name": None,
@@ -385,8 +385,42 @@ class _Applier:
         self.free_id("attributes", given.get("id"), path, "Attribute")
         given["archived"] = self.flag(d, "archived", path)
         fields = {k: d[k] for k in ("name", "datatype", "format", "description", "is_value_public") if k in d}
-        self.call(path, self.store.create_attribute, account_id, datasource_id, fields, **given)
+        attr = self.call(path, self.store.create_attribute, account_id, datasource_id, fields, **given)
         self.counts["attributes"] += 1
+        if d.get("values") is not None:
+            if not given["archived"]:
+                raise self.fail(_key_path(path, "values"), "only an archived attribute lists its values here; give "
+                                                           "values of active attributes under the table's profiles")
+            self.archived_values(d["values"], _key_path(path, "values"), datasource_id, attr)
+
+    def archived_values(self, value: Any, path: str, datasource_id: int, attr: dict) -> None:
+        """{customer id: value} of an archived attribute: kept (invisible) so that unarchiving shows them again.
+
+        They are listed under the attribute rather than in profiles because profiles are keyed by name,
+        and an archived attribute may share its name with an active one.
+        """
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping {{customer id: value}}, got {_kind(value)}")
+        rows = []
+        for customer_id, v in value.items():
+            where = _key_path(path, customer_id)
+            customer_id = self.customer_id(customer_id, where)
+            if v is None:
+                raise self.fail(where, "must be a value, not null")
+            try:
+                patch = profile_patch([attr], {attr["name"]: v})
+            except PatchError as e:
+                raise self.fail(where, f"invalid {attr['datatype']} value: {e.reason}") from None
+            rows.append((datasource_id, customer_id, json.dumps(patch)))
+        self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+
+    def customer_id(self, customer_id: Any, where: str) -> str:
+        """A customer id as stored (a YAML number becomes its string), or a SeedError."""
+        if isinstance(customer_id, int) and not isinstance(customer_id, bool):
+            customer_id = str(customer_id)
+        if not isinstance(customer_id, str) or not 0 < len(customer_id) <= 1024:
+            raise self.fail(where, f"customer id must be a string of 1 to 1024 characters, got {customer_id!r}")
+        return customer_id
 
     def profiles(self, value: Any, path: str, datasource_id: int) -> None:
         """Validate every value with the shared datatype validator, then write them in one statement."""
@@ -409,10 +443,7 @@ class _Applier:
         rows = []
         seen: set[str] = set()
         for customer_id, data, where, data_path in pairs:
-            if isinstance(customer_id, int) and not isinstance(customer_id, bool):
-                customer_id = str(customer_id)
-            if not isinstance(customer_id, str) or not 0 < len(customer_id) <= 1024:
-                raise self.fail(where, f"customer id must be a string of 1 to 1024 characters, got {customer_id!r}")
+            customer_id = self.customer_id(customer_id, where)
             if customer_id in seen:
                 raise self.fail(data_path, "this customer id appears twice")
             seen.add(customer_id)
@@ -544,20 +575,27 @@ def _export_datasource(store: Store, d: dict) -> dict:
     out.update(aws_access_key=d["aws_access_key"], aws_secret_key=d["aws_secret_key"], created=d["created"],
                last_modified=d["last_modified"])
     attrs = store._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (d["id"],))
-    if attrs:
-        out["attributes"] = [_export_attribute(a) for a in attrs]
-    # Values of archived attributes are not visible through the API, so they are not exported either.
     names = {str(a["id"]): a["name"] for a in attrs if not a["archived"]}
+    # Values of archived attributes are invisible to the API but come back when the attribute is
+    # unarchived, so they are exported too: under their attribute, since names are unique only among
+    # active attributes.
+    archived: dict[str, dict[str, Any]] = {str(a["id"]): {} for a in attrs if a["archived"]}
     profiles = {}
     for r in store._all("SELECT customer_id, data FROM profiles WHERE datasource_id = ? ORDER BY customer_id",
                         (d["id"],)):
-        profiles[r["customer_id"]] = {names[k]: v for k, v in json.loads(r["data"]).items() if k in names}
+        data = json.loads(r["data"])
+        profiles[r["customer_id"]] = {names[k]: v for k, v in data.items() if k in names}
+        for k, v in data.items():
+            if k in archived:
+                archived[k][r["customer_id"]] = v
+    if attrs:
+        out["attributes"] = [_export_attribute(a, archived.get(str(a["id"]))) for a in attrs]
     if profiles:
         out["profiles"] = profiles
     return out
 
 
-def _export_attribute(a: dict) -> dict:
+def _export_attribute(a: dict, values: dict[str, Any] | None = None) -> dict:
     out: dict[str, Any] = {"id": a["id"], "name": a["name"], "datatype": a["datatype"]}
     if a["format"] is not None:
         out["format"] = a["format"]
@@ -568,6 +606,8 @@ def _export_attribute(a: dict) -> dict:
     if a["archived"]:
         out["archived"] = True
     out.update(created=a["created"], last_modified=a["last_modified"])
+    if values:
+        out["values"] = values
     return out
 
 

@@ -116,6 +116,51 @@ def test_round_trip_keeps_api_made_state(make_app, tmp_path):
     assert state_yaml(make_app(seed=[str(copy)])) == first
 
 
+def test_round_trip_keeps_values_of_archived_attributes(make_app, tmp_path):
+    """Archived values are invisible but come back on unarchive, so export -> seed must carry them,
+    even when an active attribute has taken the archived one's name."""
+    source = make_app(seed=[str(EXAMPLE)])
+    copy = make_app()
+    c = source.test_client()
+    old = c.post("/experiment/v1/dcp_datasources/678/dcp_datasource_attributes", headers=T,
+                 json={"name": "tmp", "datatype": "long"}).get_json()
+    c.post("/api/customer_profile/567/678/crm-1001", headers=T, json={"data": {"tmp": 5}})
+    c.post("/api/customer_profile/567/678/only-archived", headers=T, json={"data": {"tmp": 6}})
+    c.delete(f"/experiment/v1/dcp_datasource_attributes/{old['id']}", headers=T)
+    new = c.post("/experiment/v1/dcp_datasources/678/dcp_datasource_attributes", headers=T,
+                 json={"name": "tmp", "datatype": "string"}).get_json()
+    c.post("/api/customer_profile/567/678/crm-1001", headers=T, json={"data": {"tmp": "x"}})
+    exported = state_yaml(source)
+    table = yaml.safe_load(exported)["dcp_services"][0]["datasources"][1]
+    assert table["attributes"][-2]["values"] == {"crm-1001": 5, "only-archived": 6}
+    assert "values" not in table["attributes"][-1] and table["profiles"]["only-archived"] == {}
+    assert copy.test_client().post("/_emulator/seed", data=exported).status_code == 201
+    assert state_yaml(copy) == exported
+    for application in (source, copy):  # unarchiving shows the same values in the original and the copy
+        c = application.test_client()
+        assert c.delete(f"/experiment/v1/dcp_datasource_attributes/{new['id']}", headers=T).status_code == 204
+        assert c.put(f"/experiment/v1/dcp_datasource_attributes/{old['id']}", headers=T,
+                     json={"archived": False}).status_code == 202
+        assert c.get("/api/customer_profile/567/678/crm-1001", headers=T).get_json()["data"]["tmp"] == 5
+        assert c.get("/api/customer_profile/567/678/only-archived", headers=T).get_json()["data"] == {"tmp": 6}
+
+
+@pytest.mark.parametrize("values, path, problem", [
+    ({"c-1": 1}, "dcp_services[0].datasources[0].attributes[0].values", "only an archived attribute"),
+    ({"c-1": "many"}, 'dcp_services[0].datasources[0].attributes[1].values["c-1"]', "invalid long value"),
+    ({"c-1": None}, 'dcp_services[0].datasources[0].attributes[1].values["c-1"]', "not null"),
+    (["c-1"], "dcp_services[0].datasources[0].attributes[1].values", "expected a mapping"),
+])
+def test_archived_attribute_values_are_validated(make_app, values, path, problem):
+    attrs = [{"name": "a", "datatype": "long"}, {"name": "b", "datatype": "long", "archived": True}]
+    attrs[0 if "only an archived" in problem else 1]["values"] = values
+    seed = {"dcp_services": [{"name": "S", "datasources": [
+        {"name": "T", "keyfield_locator_type": "uid", "attributes": attrs}]}]}
+    resp = make_app().test_client().post("/_emulator/seed", json=seed)
+    assert resp.status_code == 400 and resp.get_json()["field"] == path
+    assert problem in resp.get_json()["message"]
+
+
 # ---------------------------------------------------------------------- verbatim and deterministic values
 def test_missing_ids_keys_and_timestamps_are_generated_deterministically(make_app):
     seed = {"dcp_services": [{"name": "S", "datasources": [
@@ -305,6 +350,14 @@ def test_with_db_seeds_apply_once_and_reset_returns_to_this_runs_start(tmp_path)
         assert names() == ["Optimizely", "CRM", "Email platform", "Kept"]
         c.post("/experiment/v1/dcp_services/567/dcp_datasources", headers=T,
                json={"name": "Temporary", "keyfield_locator_type": "uid"})
+        assert c.post("/_emulator/reset").status_code == 200
+        # Not "default state + start-up seeds": the state the database held when this process started.
+        assert names() == ["Optimizely", "CRM", "Email platform", "Kept"]
+        assert "reset returns to the state it held at this start" in c.get("/_emulator/health").get_json()[
+            "parts"]["seed"]["detail"]
+        # {"to": "default"} is the pure default state, also with --db (written into the database file).
+        assert c.post("/_emulator/reset", json={"to": "default"}).get_json()["to"] == "default"
+        assert c.get("/experiment/v1/dcp_services", headers=T).get_json() == []
         assert c.post("/_emulator/reset").status_code == 200
         assert names() == ["Optimizely", "CRM", "Email platform", "Kept"]
         # The start-up copy of a --db store lives in a temporary file (not in memory), removed on close.
