@@ -100,7 +100,6 @@ class S3Gateway:
     """One emulator's S3 endpoint: its moto account, bucket, request checks and completion hook."""
 
     def __init__(self, store: Store, ingestor: Ingestor, max_object_bytes: int):
-        from moto.s3.models import FakeBucket, s3_backends
         from moto.server import create_backend_app
 
         self.store = store
