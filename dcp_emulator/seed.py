@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import DcpError, SeedError
-from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, PatchError, Store, profile_patch
+from .store import TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -429,8 +429,8 @@ class _Applier:
                                                                  f"(attributes: {listing})") from None
                 raise self.fail(_key_path(data_path, e.key),
                                 f"invalid {e.attribute['datatype']} value: {e.reason}") from None
-            rows.append((datasource_id, customer_id, json.dumps(patch)))
-        self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+            rows.append((customer_id, patch))
+        self.store.upsert_profiles(datasource_id, rows)
         self.counts["profiles"] += len(rows)
 
     def aliases(self, value: Any, path: str, account_id: int, service_id: int, optimizely_id: int) -> None:
@@ -547,11 +547,7 @@ def _export_datasource(store: Store, d: dict) -> dict:
     if attrs:
         out["attributes"] = [_export_attribute(a) for a in attrs]
     # Values of archived attributes are not visible through the API, so they are not exported either.
-    names = {str(a["id"]): a["name"] for a in attrs if not a["archived"]}
-    profiles = {}
-    for r in store._all("SELECT customer_id, data FROM profiles WHERE datasource_id = ? ORDER BY customer_id",
-                        (d["id"],)):
-        profiles[r["customer_id"]] = {names[k]: v for k, v in json.loads(r["data"]).items() if k in names}
+    profiles = store.stored_profiles(d["id"], [a for a in attrs if not a["archived"]])
     if profiles:
         out["profiles"] = profiles
     return out
