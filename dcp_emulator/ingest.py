@@ -20,7 +20,6 @@ import itertools
 import json
 import logging
 import math
-import operator
 import os
 import re
 import shutil
@@ -363,12 +362,10 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         raise HeaderError(f"The header line cannot be parsed: {e}.") from None
     cid_index, columns = resolve_header(header, attributes, archived_names, datasource_id)
     batches = [_ColumnBatch(c) for c in columns]
-    checked = [(b, operator.itemgetter(b.column.index), b.column.index) for b in batches]
     statements: dict[tuple, str] = {}  # the upsert for each combination of column parameter forms
     ncols = len(header)
     errors = progress.errors
     cid_name = header[cid_index]
-    cid_of = operator.itemgetter(cid_index)
 
     def read(n: int) -> list:
         rows: list = []
@@ -415,20 +412,23 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         local_bad: dict[int, tuple] = {}
         records = good
         if good:
-            cids = list(map(cid_of, good))
+            cells = list(itertools.chain.from_iterable(good))  # every cell, row after row: a column is a slice
+            cids = cells[cid_index::ncols]
             if "" in cids or max(map(len, cids)) > 1024:
                 for i, cid in enumerate(cids):
                     if not cid or len(cid) > 1024:
                         local_bad[i] = (cid_name, cid, "missing customerId" if not cid
                                         else "customerId longer than 1024 characters")
-            for b, getter, index in checked:
+            for b in batches:
+                index = b.column.index
+                values = cells[index::ncols]
                 if b.kind == "string":
-                    b.nullif = "" in map(getter, good)
+                    b.nullif = "" in values
                     continue
-                params = b.convert(list(map(getter, good)), local_bad)
+                params = b.convert(values, local_bad)
                 if params is not None:  # typed values replace the cells as written
-                    for cells, value in zip(good, params):
-                        cells[index] = value
+                    for row, value in zip(good, params):
+                        row[index] = value
         for i, entry in local_bad.items():
             bad[positions[i] if positions is not None else i] = entry
         if local_bad:
