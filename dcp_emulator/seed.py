@@ -477,7 +477,7 @@ def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_
     if not isinstance(seed, dict):
         raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, got {_kind(seed)}")
     applier = _Applier(store, source, default_account_id)
-    with store.transaction():
+    with store.transaction(), store.profiles_view_deferred():
         applier.apply(seed)
     return applier.counts
 

@@ -162,6 +162,8 @@ class Store:
         self.path = path
         self.max_services_per_account = max_services_per_account
         self.lock = threading.RLock()
+        self._view_deferred = self._view_stale = False
+        self._pending_tables: set[int] = set()
         if path:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
         else:
@@ -240,7 +242,10 @@ class Store:
         with self.transaction():
             self._sync_profile_table(datasource_id)
 
-    def _sync_profile_table(self, datasource_id: int) -> None:
+    def _sync_profile_table(self, datasource_id: int, now: bool = False) -> None:
+        if self._view_deferred and not now:  # a seed: one CREATE TABLE with every column, at its end
+            self._pending_tables.add(datasource_id)
+            return
         table = profile_table(datasource_id)
         columns = self._table_columns(table)
         attrs = self.db.execute("SELECT id, datatype, format FROM attributes WHERE dcp_datasource_id = ? ORDER BY id",
@@ -258,25 +263,57 @@ class Store:
         self._rebuild_profiles_view()
 
     def _rebuild_profiles_view(self) -> None:
-        """The read-only ``profiles`` view (datasource_id, customer_id, data JSON keyed by attribute id)."""
-        datatypes_of = {value_column(r[0]): r[1] for r in self.db.execute("SELECT id, datatype FROM attributes")}
+        """The read-only ``profiles`` view (datasource_id, customer_id, data JSON keyed by attribute id).
+
+        Each profile table has a column for every attribute of its table (``_sync_profile_table``), so
+        the view is built from the attributes table. Inside ``profiles_view_deferred`` it is rebuilt once
+        at the end instead.
+        """
+        if self._view_deferred:
+            self._view_stale = True
+            return
+        columns: dict[int, list[str]] = {}
+        for aid, did, datatype in self.db.execute(
+                "SELECT id, dcp_datasource_id, datatype FROM attributes ORDER BY dcp_datasource_id, id"):
+            name = value_column(aid)
+            value = f"json(CASE {name} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END)" if datatype == "bool" else name
+            columns.setdefault(did, []).append(f"'{int(aid)}', {value}")
         selects = []
         for table in self._profile_tables():
             did = int(table.split("_", 1)[1])
-            members = []
-            for name in sorted(self._table_columns(table) - {"customer_id"}, key=lambda n: int(n[1:])):
-                value = name
-                if datatypes_of.get(name) == "bool":
-                    value = f"json(CASE {name} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END)"
-                members.append(f"'{int(name[1:])}', {value}")
             selects.append(f"SELECT {did} AS datasource_id, customer_id, "
-                           f"json_patch('{{}}', json_object({', '.join(members)})) AS data FROM {table}")
+                           f"json_patch('{{}}', json_object({', '.join(columns.get(did, []))})) AS data FROM {table}")
         if not selects:
             selects = ["SELECT NULL AS datasource_id, NULL AS customer_id, NULL AS data WHERE 0"]
         groups = [" UNION ALL ".join(selects[i:i + _MAX_UNION]) for i in range(0, len(selects), _MAX_UNION)]
         body = groups[0] if len(groups) == 1 else " UNION ALL ".join(f"SELECT * FROM ({g})" for g in groups)
         self.db.execute("DROP VIEW IF EXISTS profiles")
         self.db.execute(f"CREATE VIEW profiles AS {body}")
+
+    @contextlib.contextmanager
+    def profiles_view_deferred(self) -> Iterator[None]:
+        """Within one transaction (a seed creating many tables and attributes), create or extend each
+        profile table when profiles are first written to it or at the end, and rebuild the ``profiles``
+        view once at the end, rather than after every new table or attribute (schema changes are slow)."""
+        with self.transaction():
+            outer = self._view_deferred
+            self._view_deferred = True
+            try:
+                yield
+            except BaseException:
+                if not outer:  # rolled back: nothing left to create or rebuild
+                    self._view_stale = False
+                    self._pending_tables.clear()
+                raise
+            finally:
+                self._view_deferred = outer
+            if not outer:
+                pending, self._pending_tables = self._pending_tables, set()
+                for datasource_id in sorted(pending):
+                    self._sync_profile_table(datasource_id)
+                if self._view_stale:
+                    self._view_stale = False
+                    self._rebuild_profiles_view()
 
     def _migrate_json_profiles(self) -> None:
         """A database file written by an older version keeps its profiles as JSON in a ``profiles`` table:
@@ -316,7 +353,7 @@ class Store:
     def upsert_profiles(self, datasource_id: int, patches: list[tuple[str, dict]]) -> None:
         """Merge validated patches (see ``profile_patch``) into a table's profiles, in one transaction."""
         with self.transaction():
-            self._sync_profile_table(datasource_id)
+            self._sync_profile_table(datasource_id, now=True)
             kinds = {str(r[0]): r[1] for r in self.db.execute(
                 "SELECT id, datatype FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,))}
             self._upsert_profiles(datasource_id, patches, kinds)
