@@ -180,6 +180,8 @@ def _shown(value: str) -> str:
 # passed to SQLite as written (no per-row work in Python); the others are replaced in their row.
 _LEADING_ZERO = re.compile(rb"(?:\A|\n)-?0[0-9]")
 _MEMO_LIMIT = 100_000  # validated distinct values remembered per column
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def _present(values: list) -> list:
@@ -187,15 +189,17 @@ def _present(values: list) -> list:
 
 
 def _canonical_integers(present, signed: bool) -> bool:
-    """Whether every value is a canonical decimal integer of at most 18 digits."""
+    """Whether every value is a canonical decimal integer of at most 18 digits (exact as an SQLite CAST)."""
     if not present:
         return True
     joined = "\n".join(present)
-    if not joined.isascii() or joined.count("\n") != len(present) - 1 or max(map(len, present)) > 18:
+    if not joined.isascii() or joined.count("\n") != len(present) - 1:
         return False
     data = joined.encode("ascii")
     if data.translate(None, b"0123456789\n-" if signed else b"0123456789\n"):
         return False
+    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        return False  # a value of 19 digits or more (checked without a pass over the values in Python)
     minus = data.count(b"-")
     if minus and (minus != data.count(b"\n-") + data.startswith(b"-") or b"-\n" in data or data.endswith(b"-")):
         return False
