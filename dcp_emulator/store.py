@@ -115,6 +115,7 @@ def from_column(datatype: str, value: Any) -> Any:
 
 
 _MAX_UNION = 400  # SQLite allows 500 terms in one compound SELECT
+MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
 # Tables emptied by a reset, children first.
 STATE_TABLES = ("uploads", "aliases", "projects", "attributes", "datasources", "dcp_services", "tokens",
@@ -272,7 +273,7 @@ class Store:
         if self._view_deferred:
             self._view_stale = True
             return
-        columns: dict[int, list[str]] = {}
+        columns: dict[int, list[str]] = {}  # per table: the json_object arguments of each attribute
         for aid, did, datatype in self.db.execute(
                 "SELECT id, dcp_datasource_id, datatype FROM attributes ORDER BY dcp_datasource_id, id"):
             name = value_column(aid)
@@ -281,8 +282,11 @@ class Store:
         selects = []
         for table in self._profile_tables():
             did = int(table.split("_", 1)[1])
-            selects.append(f"SELECT {did} AS datasource_id, customer_id, "
-                           f"json_patch('{{}}', json_object({', '.join(columns.get(did, []))})) AS data FROM {table}")
+            pairs = columns.get(did, [])
+            data = "'{}'"  # json_object takes at most 127 arguments: merge objects of 60 attributes each
+            for i in range(0, len(pairs), 60):
+                data = f"json_patch({data}, json_object({', '.join(pairs[i:i + 60])}))"
+            selects.append(f"SELECT {did} AS datasource_id, customer_id, {data} AS data FROM {table}")
         if not selects:
             selects = ["SELECT NULL AS datasource_id, NULL AS customer_id, NULL AS data WHERE 0"]
         groups = [" UNION ALL ".join(selects[i:i + _MAX_UNION]) for i in range(0, len(selects), _MAX_UNION)]
@@ -708,6 +712,10 @@ class Store:
         is_public = _optional_bool(fields, "is_value_public", False)
         archived = bool(given.get("archived"))
         with self.transaction() as db:
+            count = db.execute("SELECT count(*) FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,)).fetchone()[0]
+            if count >= MAX_ATTRIBUTES_PER_TABLE:
+                raise LimitExceeded(f"Table {datasource_id} already has {count} attributes (archived ones included); "
+                                    f"the emulator stores at most {MAX_ATTRIBUTES_PER_TABLE} per table.")
             if not archived:
                 clash = db.execute("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 0",
                                    (datasource_id, name)).fetchone()
