@@ -22,7 +22,7 @@ class Config:
     max_object_bytes: int = 10 * 1000**3  # S3 objects (the vendor's 10 GB limit)
     journal_size: int = 1000  # request journal entries kept (oldest dropped)
     upload_error_limit: int = 100  # row errors kept per upload (the total is always counted)
-    ingest_batch_rows: int = 5000  # rows applied per transaction by the bulk ingest
+    ingest_batch_rows: int = 2000  # rows applied per transaction by the bulk ingest
     log_requests: bool = True
 
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gc
 import io
 import itertools
 import json
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from . import datatypes
-from .store import Store
+from .store import Store, profile_table, value_column
 
 # The csv module refuses cells over 131,072 characters by default, but a string attribute may be of any
 # length. The limit is process-global; raising it only lets a cell be as long as the file holds (the
@@ -180,28 +181,34 @@ def _shown(value: str) -> str:
 # ---------------------------------------------------------------------- column-wise validation
 # The ingest validates a batch column by column, at C speed where it can. Every value is judged by
 # ``datatypes.converter`` (the one validator), except where a *screen* proves for a whole column that
-# every value has a shape the converter accepts and whose JSON text is the value itself (canonical
-# decimal integers of at most 18 digits) or Python's own float text. A column that fails its screen
-# is converted value by value with the converter, so a screen can only make things faster, never
-# change a verdict. Columns of dates and booleans are validated once per distinct value.
+# every value has a shape the converter accepts and that SQLite types exactly as the converter does
+# (canonical decimal integers of at most 18 digits, CAST to INTEGER) or that Python's float() types
+# as the converter does (non-integral decimals). A column that fails its screen is converted value by
+# value with the converter, so a screen can only make things faster, never change a verdict. Columns
+# of dates and booleans are validated once per distinct value. Cells that need no conversion are
+# passed to SQLite as written (no per-row work in Python); the others are replaced in their row.
 _LEADING_ZERO = re.compile(rb"(?:\A|\n)-?0[0-9]")
 _MEMO_LIMIT = 100_000  # validated distinct values remembered per column
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
 
 
-def _present(values: tuple) -> tuple | list:
+def _present(values: list) -> list:
     return [v for v in values if v] if "" in values else values
 
 
 def _canonical_integers(present, signed: bool) -> bool:
-    """Whether every value is a canonical decimal integer of at most 18 digits (its own JSON text)."""
+    """Whether every value is a canonical decimal integer of at most 18 digits (exact as an SQLite CAST)."""
     if not present:
         return True
     joined = "\n".join(present)
-    if not joined.isascii() or joined.count("\n") != len(present) - 1 or max(map(len, present)) > 18:
+    if not joined.isascii() or joined.count("\n") != len(present) - 1:
         return False
     data = joined.encode("ascii")
     if data.translate(None, b"0123456789\n-" if signed else b"0123456789\n"):
         return False
+    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        return False  # a value of 19 digits or more (checked without a pass over the values in Python)
     minus = data.count(b"-")
     if minus and (minus != data.count(b"\n-") + data.startswith(b"-") or b"-\n" in data or data.endswith(b"-")):
         return False
@@ -210,8 +217,8 @@ def _canonical_integers(present, signed: bool) -> bool:
     return _LEADING_ZERO.search(data) is None
 
 
-def _float_texts(present) -> list[str] | None:
-    """The JSON texts of a column of non-integral decimal numbers, or None when the screen fails."""
+def _decimal_floats(present) -> list[float] | None:
+    """The floats of a column of non-integral decimal numbers, or None when the screen fails."""
     joined = "\n".join(present)
     if not joined.isascii() or joined.count("\n") != len(present) - 1:
         return None
@@ -228,87 +235,88 @@ def _float_texts(present) -> list[str] | None:
         return None
     if math.inf in floats or -math.inf in floats:
         return None
-    texts = json.dumps(floats)[1:-1]
-    if texts == ", ".join(present):
-        return present  # every cell is already its float's own JSON text
-    return texts.split(", ")
+    return floats
 
 
 class _ColumnBatch:
-    """Turns one column's raw cells into the SQL parameter of its JSON text; bad cells go to ``bad``."""
+    """Validates one column of a batch; ``sql`` is the column's value in the upsert (typed as stored)."""
 
     def __init__(self, column: Column):
         self.column = column
         self.kind = column.datatype if column.datatype in ("string", "long", "double", "bool") else (
             "epoch" if column.format == "epoch" else "text")
-        self.quoted = self.kind in ("string", "text")  # SQL quotes these; the others are JSON already
-        self.memo: dict[str, Any] = {"": ""}
+        self.memo: set[str] = {""}
         self.invalid: dict[str, str] = {}
+        self.nullif = False  # whether the parameters of the last batch hold '' for an empty cell
+        self.cast = False  # whether they are integer texts to CAST (else typed values or text as stored)
 
     def sql(self, param: str) -> str:
-        """The SQL expression of this column's JSON text ('null' for an empty cell)."""
-        if self.quoted:
-            return f"json_quote(NULLIF({param}, ''))"
-        if self.kind == "bool":  # cells are validated already; SQL only lower-cases them (no re-zip in Python)
-            return f"CASE lower({param}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' ELSE 'null' END"
-        return f"coalesce(NULLIF({param}, ''), 'null')"
+        """The SQL expression of the stored value (NULL for an empty cell, which leaves the value unchanged)."""
+        if self.kind == "bool":  # cells are validated already; SQL only maps them to 1/0 (empty: NULL)
+            return f"CASE lower({param}) WHEN 'true' THEN 1 WHEN 'false' THEN 0 END"
+        value = f"NULLIF({param}, '')" if self.nullif else param
+        return f"CAST({value} AS INTEGER)" if self.cast else value
 
-    def convert(self, values: tuple, bad: dict[int, tuple[str, str, str]]) -> tuple | list:
-        """The column's parameters (JSON text, raw text for quoted kinds, '' when empty)."""
+    def convert(self, values: list, bad: dict[int, tuple[str, str, str]]) -> list | None:
+        """Validate the column's cells; returns None when the cells are the parameters as written, else the
+        parameters (typed values, None for an empty cell) to put in their rows. Bad cells go to ``bad``."""
         kind = self.kind
-        if kind == "string":
-            return values
-        if kind in ("bool", "text"):
-            return self._memoized(values, bad)
+        self.nullif = self.cast = False
+        if kind == "bool":
+            self._memoized(values, bad)
+            return None
+        if kind in ("string", "text"):
+            if kind == "text":
+                self._memoized(values, bad)
+            self.nullif = "" in values
+            return None
         present = _present(values)
         if kind in ("long", "epoch") and _canonical_integers(present, signed=kind == "long"):
-            return values
+            self.nullif, self.cast = present is not values, True
+            return None
         if kind == "double" and present:
-            texts = _float_texts(present)
-            if texts is not None:
-                if texts is present:
-                    return values
+            floats = _decimal_floats(present)
+            if floats is not None:
                 if present is values:
-                    return texts
-                it = iter(texts)
-                return [next(it) if v else "" for v in values]
-        if kind == "double" and not present:
-            return values
+                    return floats
+                it = iter(floats)
+                return [next(it) if v else None for v in values]
+        if not present:
+            return [None] * len(values)
         return self._one_by_one(values, bad)
 
-    def _memoized(self, values: tuple, bad: dict) -> tuple | list:
+    def _memoized(self, values: list, bad: dict) -> None:
         """Validate each distinct value once (columns of dates and booleans repeat a lot)."""
         memo, invalid = self.memo, self.invalid
         if len(memo) + len(invalid) > _MEMO_LIMIT:
             memo.clear()
             invalid.clear()
-            memo[""] = ""
-        new = set(values) - memo.keys() - invalid.keys()
+            memo.add("")
+        new = set(values) - memo - invalid.keys()
         for value in new:
             try:
-                typed = self.column.convert(value)
-                memo[value] = typed
+                self.column.convert(value)
+                memo.add(value)
             except datatypes.InvalidValue as e:
                 invalid[value] = e.reason
         if invalid and not invalid.keys().isdisjoint(values):
             for i, value in enumerate(values):
                 if value in invalid:
                     self._reject(bad, i, value, invalid[value])
-        return values  # dates as written, booleans lower-cased by the SQL; bad rows are dropped
 
-    def _one_by_one(self, values: tuple, bad: dict) -> list:
-        """The converter on every cell; the parameter is the JSON text of its typed value."""
+    def _one_by_one(self, values: list, bad: dict) -> list:
+        """The converter on every cell; the parameter is its typed value (None when empty)."""
         convert = self.column.convert
         out: list = []
         for i, value in enumerate(values):
             if not value:
-                out.append("")
+                out.append(None)
                 continue
             try:
-                out.append(json.dumps(convert(value)))
+                out.append(convert(value))
             except datatypes.InvalidValue as e:
                 self._reject(bad, i, value, e.reason)
-                out.append("")
+                out.append(value)  # the row is dropped; the cell stays as written (its line breaks count)
         return out
 
     def _reject(self, bad: dict, i: int, value: str, reason: str) -> None:
@@ -324,34 +332,29 @@ class _Unparsable(list):
         self.reason = reason
 
 
-def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch], strip_nulls: bool) -> str:
-    """The bulk form of UPSERT_PROFILE_SQL: each row's patch is concatenated from its cells' JSON texts.
+def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch]) -> str:
+    """The bulk form of ``Store.upsert_profiles``: one row's cells into the table's profile table.
 
-    An empty cell becomes a JSON null member, removed by json_patch('{}', ...) so it leaves the stored
-    value unchanged (the JSON API's null means "clear"; an empty cell does not). Attribute keys and
-    ``datasource_id`` are integers, so the SQL text carries no client data.
+    An empty cell is NULL, which inserts nothing and, on conflict, leaves the stored value unchanged
+    (the JSON API's null means "clear"; an empty cell does not). Table and column names are built
+    from integer ids, so the SQL text carries no client data.
     """
-    if batches:
-        pieces = []
-        for n, b in enumerate(batches):  # parameters are the row's cells: ?k is header column k
-            opener = "{" if n == 0 else ","
-            pieces.append(f"'{opener}\"{int(b.column.key)}\":' || {b.sql(f'?{b.column.index + 1}')}")
-        obj = " || ".join(pieces) + " || '}'"
-    else:
-        obj = "'{}'"
-    value = f"json_patch('{{}}', {obj})" if strip_nulls else obj
-    return (f"INSERT INTO profiles (datasource_id, customer_id, data) VALUES ({int(datasource_id)}, ?{cid_param}, "
-            f"{value}) "
-            "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, excluded.data)")
+    names = [value_column(b.column.key) for b in batches]
+    values = [b.sql(f"?{b.column.index + 1}") for b in batches]
+    action = ("DO UPDATE SET " + ", ".join(f"{n} = coalesce(excluded.{n}, {n})" for n in names)) if names \
+        else "DO NOTHING"
+    return (f"INSERT INTO {profile_table(datasource_id)} (customer_id{''.join(', ' + n for n in names)}) "
+            f"VALUES (?{cid_param}{''.join(', ' + v for v in values)}) ON CONFLICT (customer_id) {action}")
 
 
 def _lines_spanned(cells: list[str]) -> int:
-    """Physical lines of a record: 1 plus the line breaks inside its quoted cells."""
-    return 1 + sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in cells)
+    """Physical lines of a record: 1 plus the line breaks inside its quoted cells (cells already typed by
+    validation are numbers, which have none)."""
+    return 1 + sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in cells if type(c) is str)
 
 
 def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: list[dict],
-                 archived_names: Iterable[str], commit: Callable[[str, list[tuple], Progress], bool], *,
+                 archived_names: Iterable[str], commit: Callable[[str, list, Progress], bool], *,
                  progress: Progress | None = None, batch_rows: int = 5000, error_limit: int = 100) -> Progress | None:
     """Parse and apply one file: batches go to ``commit(sql, rows, progress)`` in file order.
 
@@ -378,8 +381,7 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         raise HeaderError(f"The header line cannot be parsed: {e}.") from None
     cid_index, columns = resolve_header(header, attributes, archived_names, datasource_id)
     batches = [_ColumnBatch(c) for c in columns]
-    sql_plain = _upsert_sql(datasource_id, cid_index + 1, batches, strip_nulls=False)
-    sql_strip = _upsert_sql(datasource_id, cid_index + 1, batches, strip_nulls=True)
+    statements: dict[tuple, str] = {}  # the upsert for each combination of column parameter forms
     ncols = len(header)
     errors = progress.errors
     cid_name = header[cid_index]
@@ -428,25 +430,24 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
             good, positions = rows, None
         local_bad: dict[int, tuple] = {}
         records = good
-        strip = False
         if good:
-            cols = list(zip(*good))
-            cids = cols[cid_index]
+            cells = list(itertools.chain.from_iterable(good))  # every cell, row after row: a column is a slice
+            cids = cells[cid_index::ncols]
             if "" in cids or max(map(len, cids)) > 1024:
                 for i, cid in enumerate(cids):
                     if not cid or len(cid) > 1024:
                         local_bad[i] = (cid_name, cid, "missing customerId" if not cid
                                         else "customerId longer than 1024 characters")
-            changed = False
             for b in batches:
-                values = cols[b.column.index]
-                strip = strip or "" in values
+                index = b.column.index
+                values = cells[index::ncols]
+                if b.kind == "string":
+                    b.nullif = "" in values
+                    continue
                 params = b.convert(values, local_bad)
-                if params is not values:
-                    cols[b.column.index] = params
-                    changed = True
-            if changed:  # some cells are passed as their JSON text rather than as written
-                records = list(zip(*cols))
+                if params is not None:  # typed values replace the cells as written
+                    for row, value in zip(good, params):
+                        row[index] = value
         for i, entry in local_bad.items():
             bad[positions[i] if positions is not None else i] = entry
         if local_bad:
@@ -460,7 +461,11 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         progress.rows_total += len(rows) - blank
         progress.rows_stored += len(records)
         progress.rows_rejected += len(bad)
-        if not commit(sql_strip if strip else sql_plain, records, progress):
+        form = tuple((b.nullif, b.cast) for b in batches)
+        sql = statements.get(form)
+        if sql is None:
+            sql = statements[form] = _upsert_sql(datasource_id, cid_index + 1, batches)
+        if not commit(sql, records, progress):
             return None
     return progress
 
@@ -604,11 +609,18 @@ class Ingestor:
             return
         if not self.store.start_upload(upload_id):
             return
+        self.store.sync_profile_table(row["datasource_id"])
         attributes = self.store.active_attributes(row["datasource_id"])
         archived = [r["name"] for r in self.store._all(
             "SELECT name FROM attributes WHERE dcp_datasource_id = ? AND archived = 1", (row["datasource_id"],))]
         progress = Progress(row["records_done"], row["rows_total"], row["rows_stored"], row["rows_rejected"],
                             json.loads(row["errors"]))
+        # Every batch holds thousands of row lists long enough for the cyclic GC to promote them, which
+        # makes it re-scan every object of the process (Flask, moto, boto: 100,000s) again and again:
+        # about 15 % of the ingest. Objects that existed before the upload started are set aside
+        # (gc.freeze) for its duration; they are still collected afterwards, and the upload's own
+        # objects are collected as usual.
+        gc.freeze()
         try:
             with open(path, "rb") as raw:
                 if not resumed:
@@ -624,6 +636,8 @@ class Ingestor:
             self.store.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])
             self._discard(path)
             return
+        finally:
+            gc.unfreeze()
         if result is None:  # cancelled: a reset removed the upload, or the emulator is stopping
             return
         status = "completed_with_errors" if result.rows_rejected else "succeeded"

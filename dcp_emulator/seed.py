@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import DcpError, SeedError
-from .store import TOKEN_KINDS, UPSERT_PROFILE_SQL, PatchError, Store, profile_patch
+from .store import TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -411,8 +411,8 @@ class _Applier:
                 patch = profile_patch([attr], {attr["name"]: v})
             except PatchError as e:
                 raise self.fail(where, f"invalid {attr['datatype']} value: {e.reason}") from None
-            rows.append((datasource_id, customer_id, json.dumps(patch)))
-        self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+            rows.append((customer_id, patch))
+        self.store.upsert_profiles(datasource_id, rows)
 
     def customer_id(self, customer_id: Any, where: str) -> str:
         """A customer id as stored (a YAML number becomes its string), or a SeedError."""
@@ -460,8 +460,8 @@ class _Applier:
                                                                  f"(attributes: {listing})") from None
                 raise self.fail(_key_path(data_path, e.key),
                                 f"invalid {e.attribute['datatype']} value: {e.reason}") from None
-            rows.append((datasource_id, customer_id, json.dumps(patch)))
-        self.store.db.conn.executemany(UPSERT_PROFILE_SQL, rows)
+            rows.append((customer_id, patch))
+        self.store.upsert_profiles(datasource_id, rows)
         self.counts["profiles"] += len(rows)
 
     def aliases(self, value: Any, path: str, account_id: int, service_id: int, optimizely_id: int) -> None:
@@ -508,7 +508,7 @@ def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_
     if not isinstance(seed, dict):
         raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, got {_kind(seed)}")
     applier = _Applier(store, source, default_account_id)
-    with store.transaction():
+    with store.transaction(), store.profiles_view_deferred():
         applier.apply(seed)
     return applier.counts
 
@@ -575,24 +575,23 @@ def _export_datasource(store: Store, d: dict) -> dict:
     out.update(aws_access_key=d["aws_access_key"], aws_secret_key=d["aws_secret_key"], created=d["created"],
                last_modified=d["last_modified"])
     attrs = store._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (d["id"],))
-    names = {str(a["id"]): a["name"] for a in attrs if not a["archived"]}
+    active = [a for a in attrs if not a["archived"]]
+    profiles = store.stored_profiles(d["id"], active)
     # Values of archived attributes are invisible to the API but come back when the attribute is
     # unarchived, so they are exported too: under their attribute, since names are unique only among
     # active attributes.
-    archived: dict[str, dict[str, Any]] = {str(a["id"]): {} for a in attrs if a["archived"]}
-    profiles = {}
-    for r in store._all("SELECT customer_id, data FROM profiles WHERE datasource_id = ? ORDER BY customer_id",
-                        (d["id"],)):
-        data = json.loads(r["data"])
-        profiles[r["customer_id"]] = {names[k]: v for k, v in data.items() if k in names}
-        for k, v in data.items():
-            if k in archived:
-                archived[k][r["customer_id"]] = v
     if attrs:
-        out["attributes"] = [_export_attribute(a, archived.get(str(a["id"]))) for a in attrs]
+        out["attributes"] = [_export_attribute(a, _archived_values(store, d["id"], a) if a["archived"] else None)
+                             for a in attrs]
     if profiles:
         out["profiles"] = profiles
     return out
+
+
+def _archived_values(store: Store, datasource_id: int, attribute: dict) -> dict[str, Any]:
+    """{customer id: value} stored for one archived attribute."""
+    stored = store.stored_profiles(datasource_id, [attribute])
+    return {cid: values[attribute["name"]] for cid, values in stored.items() if values}
 
 
 def _export_attribute(a: dict, values: dict[str, Any] | None = None) -> dict:

@@ -4,9 +4,13 @@ The store never imports Flask. Every method takes the calling account's id, chec
 (another account's resource is ``NotFound``, never a leak), validates field values and raises the
 domain errors of ``errors.py``. Every write runs in one transaction under the store's lock.
 
-Profiles are stored one row per (table, customer) with their values as a JSON object keyed by
-attribute id: an attribute-level merge is then a single ``json_patch`` upsert, which is both atomic
-under concurrent writers and fast enough for the bulk ingest.
+Profiles are stored in one "wide" table per table (datasource), ``profiles_{table id}``: one row per
+customer, one column ``a{attribute id}`` per attribute (archived ones too, hidden when read), holding
+the validator's typed value (bools as 1/0) or NULL when unset. An attribute-level merge is then one
+upsert that sets only the given columns -- atomic under concurrent writers, and about as cheap as a
+plain insert, which the bulk ingest needs (a JSON merge patch per row cost more than the whole csv +
+executemany floor). ``profiles`` is a read-only view over all of them with the former shape
+``(datasource_id, customer_id, data JSON)``, for inspecting a database file.
 """
 
 from __future__ import annotations
@@ -61,9 +65,6 @@ CREATE INDEX IF NOT EXISTS attributes_datasource ON attributes(dcp_datasource_id
 CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), project_name TEXT NOT NULL,
     project_status TEXT NOT NULL, dcp_service_id INTEGER, created TEXT NOT NULL, last_modified TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS profiles (
-    datasource_id INTEGER NOT NULL, customer_id TEXT NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (datasource_id, customer_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aliases (
     dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
     customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
@@ -80,18 +81,44 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE INDEX IF NOT EXISTS uploads_unfinished ON uploads(status, id);
 """
 
-# The upsert that makes a profile write an attribute-level merge: given keys overwrite, JSON null
-# removes a key (RFC 7396 merge patch), keys not given stay. One statement, so it is atomic.
-# Parameters: (datasource_id, customer_id, patch JSON). The update patches with ?3 itself, not with
-# excluded.data: the inserted row was already patched onto '{}', which dropped the nulls that must
-# clear stored values.
-UPSERT_PROFILE_SQL = (
-    "INSERT INTO profiles (datasource_id, customer_id, data) VALUES (?1, ?2, json_patch('{}', ?3)) "
-    "ON CONFLICT (datasource_id, customer_id) DO UPDATE SET data = json_patch(profiles.data, ?3)"
-)
+# Profile storage: table and column names are built from integer ids only (no client text in SQL).
+def profile_table(datasource_id: int) -> str:
+    """The wide table holding one table's (datasource's) profiles."""
+    return f"profiles_{int(datasource_id)}"
+
+
+def value_column(attribute_id: int | str) -> str:
+    """The column of ``profile_table`` holding one attribute's values."""
+    return f"a{int(attribute_id)}"
+
+
+def column_decl(datatype: str, fmt: str | None) -> str:
+    """The SQLite column type of an attribute: INTEGER for long, epoch and bool (1/0); TEXT for strings and
+    dates; no affinity for double, so an integral double stays an integer exactly as the validator typed it."""
+    if datatype in ("long", "bool") or (datatype == "datetime" and fmt == "epoch"):
+        return "INTEGER"
+    return "BLOB" if datatype == "double" else "TEXT"
+
+
+def to_column(datatype: str, value: Any) -> Any:
+    """A typed value (what ``datatypes.convert`` returns, or None) as stored in its column."""
+    if datatype == "bool" and value is not None:
+        return int(value)
+    return value
+
+
+def from_column(datatype: str, value: Any) -> Any:
+    """A stored column value back as the typed value the API returns."""
+    if datatype == "bool" and value is not None:
+        return bool(value)
+    return value
+
+
+_MAX_UNION = 400  # SQLite allows 500 terms in one compound SELECT
+MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
 # Tables emptied by a reset, children first.
-STATE_TABLES = ("uploads", "aliases", "profiles", "projects", "attributes", "datasources", "dcp_services", "tokens",
+STATE_TABLES = ("uploads", "aliases", "projects", "attributes", "datasources", "dcp_services", "tokens",
                 "accounts", "sequence")
 
 
@@ -136,6 +163,8 @@ class Store:
         self.path = path
         self.max_services_per_account = max_services_per_account
         self.lock = threading.RLock()
+        self._view_deferred = self._view_stale = False
+        self._pending_tables: set[int] = set()
         if path:
             conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
         else:
@@ -148,6 +177,10 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         with self.lock:
             self.db.executescript(SCHEMA)
+            with self.db.atomic():
+                self._migrate_json_profiles()
+                if not self._one("SELECT name FROM sqlite_master WHERE name = 'profiles'"):
+                    self._rebuild_profiles_view()
 
     # ------------------------------------------------------------------ plumbing
     @contextlib.contextmanager
@@ -189,10 +222,183 @@ class Store:
                                 "ON CONFLICT(name) DO UPDATE SET next_id = next_id + 1")
 
     def clear(self) -> None:
-        """Delete every row of API state (the schema stays)."""
+        """Delete every row of API state and every profile table."""
         with self.transaction() as db:
+            for table in self._profile_tables():
+                db.execute(f"DROP TABLE {table}")
             for table in STATE_TABLES:
                 db.execute(f"DELETE FROM {table}")
+            self._rebuild_profiles_view()
+
+    # ------------------------------------------------------------------ profile storage
+    def _profile_tables(self) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'profiles_[0-9]*' ORDER BY name")]
+
+    def _table_columns(self, table: str) -> set[str]:
+        return {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def sync_profile_table(self, datasource_id: int) -> None:
+        """Make the table's profile table exist with a column for every attribute (archived ones included)."""
+        with self.transaction():
+            self._sync_profile_table(datasource_id)
+
+    def _sync_profile_table(self, datasource_id: int, now: bool = False) -> None:
+        if self._view_deferred and not now:  # a seed: one CREATE TABLE with every column, at its end
+            self._pending_tables.add(datasource_id)
+            return
+        table = profile_table(datasource_id)
+        columns = self._table_columns(table)
+        attrs = self.db.execute("SELECT id, datatype, format FROM attributes WHERE dcp_datasource_id = ? ORDER BY id",
+                                (datasource_id,)).fetchall()
+        wanted = [(value_column(aid), column_decl(datatype, fmt)) for aid, datatype, fmt in attrs]
+        if not columns:
+            decls = "".join(f", {name} {decl}" for name, decl in wanted)
+            self.db.execute(f"CREATE TABLE {table} (customer_id TEXT PRIMARY KEY NOT NULL{decls}) WITHOUT ROWID")
+        elif all(name in columns for name, _ in wanted):
+            return
+        else:
+            for name, decl in wanted:
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        self._rebuild_profiles_view()
+
+    def _rebuild_profiles_view(self) -> None:
+        """The read-only ``profiles`` view (datasource_id, customer_id, data JSON keyed by attribute id).
+
+        Each profile table has a column for every attribute of its table (``_sync_profile_table``), so
+        the view is built from the attributes table. Inside ``profiles_view_deferred`` it is rebuilt once
+        at the end instead.
+        """
+        if self._view_deferred:
+            self._view_stale = True
+            return
+        columns: dict[int, list[str]] = {}  # per table: the json_object arguments of each attribute
+        for aid, did, datatype in self.db.execute(
+                "SELECT id, dcp_datasource_id, datatype FROM attributes ORDER BY dcp_datasource_id, id"):
+            name = value_column(aid)
+            value = f"json(CASE {name} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END)" if datatype == "bool" else name
+            columns.setdefault(did, []).append(f"'{int(aid)}', {value}")
+        selects = []
+        for table in self._profile_tables():
+            did = int(table.split("_", 1)[1])
+            pairs = columns.get(did, [])
+            data = "'{}'"  # json_object takes at most 127 arguments: merge objects of 60 attributes each
+            for i in range(0, len(pairs), 60):
+                data = f"json_patch({data}, json_object({', '.join(pairs[i:i + 60])}))"
+            selects.append(f"SELECT {did} AS datasource_id, customer_id, {data} AS data FROM {table}")
+        if not selects:
+            selects = ["SELECT NULL AS datasource_id, NULL AS customer_id, NULL AS data WHERE 0"]
+        groups = [" UNION ALL ".join(selects[i:i + _MAX_UNION]) for i in range(0, len(selects), _MAX_UNION)]
+        body = groups[0] if len(groups) == 1 else " UNION ALL ".join(f"SELECT * FROM ({g})" for g in groups)
+        self.db.execute("DROP VIEW IF EXISTS profiles")
+        self.db.execute(f"CREATE VIEW profiles AS {body}")
+
+    @contextlib.contextmanager
+    def profiles_view_deferred(self) -> Iterator[None]:
+        """Within one transaction (a seed creating many tables and attributes), create or extend each
+        profile table when profiles are first written to it or at the end, and rebuild the ``profiles``
+        view once at the end, rather than after every new table or attribute (schema changes are slow)."""
+        with self.transaction():
+            outer = self._view_deferred
+            self._view_deferred = True
+            try:
+                yield
+            except BaseException:
+                if not outer:  # rolled back: nothing left to create or rebuild
+                    self._view_stale = False
+                    self._pending_tables.clear()
+                raise
+            finally:
+                self._view_deferred = outer
+            if not outer:
+                pending, self._pending_tables = self._pending_tables, set()
+                for datasource_id in sorted(pending):
+                    self._sync_profile_table(datasource_id)
+                if self._view_stale:
+                    self._view_stale = False
+                    self._rebuild_profiles_view()
+
+    def _migrate_json_profiles(self) -> None:
+        """A database file written by an older version keeps its profiles as JSON in a ``profiles`` table:
+        move them into the wide tables (once, at start-up)."""
+        if not self._one("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'profiles'"):
+            return
+        self.db.execute("ALTER TABLE profiles RENAME TO profiles_json_old")
+        kinds = {str(r[0]): (r[1], r[2]) for r in self.db.execute("SELECT id, dcp_datasource_id, datatype "
+                                                                      "FROM attributes")}
+        for (did,) in self.db.execute("SELECT id FROM datasources").fetchall():
+            self._sync_profile_table(did)
+        for did, customer_id, data in self.db.execute(
+                "SELECT datasource_id, customer_id, data FROM profiles_json_old").fetchall():
+            patch = {k: v for k, v in json.loads(data).items() if k in kinds and kinds[k][0] == did}
+            self._upsert_profiles(did, [(customer_id, patch)], {k: kinds[k][1] for k in patch})
+        self.db.execute("DROP TABLE profiles_json_old")
+        self._rebuild_profiles_view()
+
+    def _upsert_profiles(self, datasource_id: int, patches: list[tuple[str, dict]], kinds: dict[str, str]) -> None:
+        """Merge stored patches ({attribute id: typed value}, None clears) into profiles; ``kinds`` maps each
+        attribute id to its datatype. Given attributes overwrite, others stay. Patches with the same keys
+        share one executemany."""
+        table = profile_table(datasource_id)
+        groups: dict[tuple[str, ...], list[tuple]] = {}
+        for customer_id, patch in patches:
+            keys = tuple(patch)
+            groups.setdefault(keys, []).append(
+                (customer_id, *(to_column(kinds[k], patch[k]) for k in keys)))
+        for keys, rows in groups.items():
+            cols = [value_column(k) for k in keys]
+            marks = ", ".join("?" * (len(cols) + 1))
+            action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols)) if cols else "DO NOTHING"
+            self.db.conn.executemany(
+                f"INSERT INTO {table} (customer_id{''.join(', ' + c for c in cols)}) VALUES ({marks}) "
+                f"ON CONFLICT (customer_id) {action}", rows)
+
+    def upsert_profiles(self, datasource_id: int, patches: list[tuple[str, dict]]) -> None:
+        """Merge validated patches (see ``profile_patch``) into a table's profiles, in one transaction."""
+        with self.transaction():
+            self._sync_profile_table(datasource_id, now=True)
+            kinds = {str(r[0]): r[1] for r in self.db.execute(
+                "SELECT id, datatype FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,))}
+            self._upsert_profiles(datasource_id, patches, kinds)
+
+    def _stored_profile(self, datasource_id: int, customer_id: str, attributes: list[dict]) -> dict | None:
+        """The visible stored values ({name: typed value}) of one profile, or None when there is none."""
+        table = profile_table(datasource_id)
+        with self.lock:
+            columns = self._table_columns(table)
+            if not columns:
+                return None
+            cur = self.db.execute(f"SELECT * FROM {table} WHERE customer_id = ?", (customer_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            names = [d[0] for d in cur.description]
+        stored = dict(zip(names, row))
+        out = {}
+        for a in attributes:
+            value = stored.get(value_column(a["id"]))
+            if value is not None:
+                out[a["name"]] = from_column(a["datatype"], value)
+        return out
+
+    def stored_profiles(self, datasource_id: int, attributes: list[dict]) -> dict[str, dict]:
+        """Every profile of a table, {customer id: {name: typed value}} in customer id order (seed export)."""
+        table = profile_table(datasource_id)
+        with self.lock:
+            if not self._table_columns(table):
+                return {}
+            cur = self.db.execute(f"SELECT * FROM {table} ORDER BY customer_id")
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        index = {n: i for i, n in enumerate(names)}
+        wanted = [(a["name"], a["datatype"], index.get(value_column(a["id"]))) for a in attributes]
+        out = {}
+        cid = index["customer_id"]
+        for row in rows:
+            out[row[cid]] = {name: from_column(datatype, row[i]) for name, datatype, i in wanted
+                           if i is not None and row[i] is not None}
+        return out
 
     def snapshot(self) -> Snapshot:
         """A copy of the whole database (SQLite's online backup: about 1 ms per 10k profiles).
@@ -387,6 +593,7 @@ class Store:
             "aws_secret_key": given.get("aws_secret_key") or secret,
             "created": ts, "last_modified": given.get("last_modified") or ts,
         })
+        self._sync_profile_table(did)
         return did
 
     def list_datasources(self, account_id: int, service_id: int) -> list[dict]:
@@ -507,6 +714,10 @@ class Store:
         is_public = _optional_bool(fields, "is_value_public", False)
         archived = bool(given.get("archived"))
         with self.transaction() as db:
+            count = db.execute("SELECT count(*) FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,)).fetchone()[0]
+            if count >= MAX_ATTRIBUTES_PER_TABLE:
+                raise LimitExceeded(f"Table {datasource_id} already has {count} attributes (archived ones included); "
+                                    f"the emulator stores at most {MAX_ATTRIBUTES_PER_TABLE} per table.")
             if not archived:
                 clash = db.execute("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 0",
                                    (datasource_id, name)).fetchone()
@@ -520,6 +731,7 @@ class Store:
                 "format": fmt, "description": description, "is_value_public": int(is_public),
                 "archived": int(archived), "created": ts, "last_modified": given.get("last_modified") or ts,
             })
+            self._sync_profile_table(datasource_id)
         return self.get_attribute(account_id, aid)
 
     def update_attribute(self, account_id: int, attribute_id: int, fields: dict) -> dict:
@@ -645,16 +857,10 @@ class Store:
             self._check_writable_datasource(ds)
         return ds
 
-    def _profile_out(self, service_id: int, datasource_id: int, customer_id: str, data: str,
-                     names: dict[str, str]) -> dict:
-        stored = json.loads(data)
-        return {
-            "data": {names[k]: v for k, v in stored.items() if k in names},
-            "dcpServiceId": str(service_id), "datasourceId": str(datasource_id), "customerId": customer_id,
-        }
-
-    def _visible_names(self, datasource_id: int) -> dict[str, str]:
-        return {str(a["id"]): a["name"] for a in self.active_attributes(datasource_id)}
+    @staticmethod
+    def _profile_out(service_id: int, datasource_id: int, customer_id: str, data: dict) -> dict:
+        return {"data": data, "dcpServiceId": str(service_id), "datasourceId": str(datasource_id),
+                "customerId": customer_id}
 
     def write_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str,
                       data: Any) -> dict:
@@ -672,8 +878,7 @@ class Store:
                 raise InvalidField(self._unknown_attribute_message(datasource_id, e.key, names), field=e.key) from None
             raise InvalidField(f"Invalid value for attribute {e.key!r} ({_describe(e.attribute)}): {e.reason}.",
                                field=e.key) from None
-        with self.transaction() as db:
-            db.execute(UPSERT_PROFILE_SQL, (datasource_id, customer_id, json.dumps(patch)))
+        self.upsert_profiles(datasource_id, [(customer_id, patch)])
         return self.read_profile(account_id, service_id, datasource_id, customer_id)
 
     def _unknown_attribute_message(self, datasource_id: int, key: str, names: list[str]) -> str:
@@ -690,12 +895,10 @@ class Store:
     def read_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str) -> dict:
         """GET customer_profile/...: the stored values, typed, archived attributes left out."""
         self._profile_target(account_id, service_id, datasource_id, write=False)
-        row = self._one("SELECT data FROM profiles WHERE datasource_id = ? AND customer_id = ?",
-                        (datasource_id, customer_id))
-        if row is None:
+        data = self._stored_profile(datasource_id, customer_id, self.active_attributes(datasource_id))
+        if data is None:
             raise NotFound(f"No profile for customer {customer_id!r} in table {datasource_id}.")
-        return self._profile_out(service_id, datasource_id, customer_id, row["data"],
-                                 self._visible_names(datasource_id))
+        return self._profile_out(service_id, datasource_id, customer_id, data)
 
     # ------------------------------------------------------------------ aliases
     def _optimizely_table(self, account_id: int, service_id: int, datasource_id: int) -> dict:
@@ -777,11 +980,10 @@ class Store:
             "ORDER BY datasource_id", (service_id, user_id))]
         view = []
         for table_id, customer_id, is_own in targets:
-            row = self._one("SELECT data FROM profiles WHERE datasource_id = ? AND customer_id = ?",
-                            (table_id, customer_id))
-            if row is None:
+            data = self._stored_profile(table_id, customer_id, self.active_attributes(table_id))
+            if data is None:
                 continue
-            profile = self._profile_out(service_id, table_id, customer_id, row["data"], self._visible_names(table_id))
+            profile = self._profile_out(service_id, table_id, customer_id, data)
             if is_own or profile["data"]:
                 view.append(profile)
         return view
@@ -892,9 +1094,9 @@ class Store:
                              "WHERE id = ? AND status IN ('pending', 'processing')", (now(), upload_id))
             return cur.rowcount == 1
 
-    def apply_upload_batch(self, upload_id: int, sql: str, rows: list[tuple], progress: dict) -> bool:
+    def apply_upload_batch(self, upload_id: int, sql: str, rows: list, progress: dict) -> bool:
         """Run a bulk upsert (``sql`` over ``rows``, built by ingest.py with the merge semantics of
-        UPSERT_PROFILE_SQL) and record the upload's progress in the same transaction, so a crash never
+        ``upsert_profiles``) and record the upload's progress in the same transaction, so a crash never
         separates the two. False (nothing written) when the upload is no longer processing (reset)."""
         with self.transaction() as db:
             row = db.execute("SELECT status FROM uploads WHERE id = ?", (upload_id,)).fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 
@@ -129,3 +130,40 @@ def test_health_is_503_when_the_store_is_unusable(tmp_path):
         assert store["ready"] is False and "closed" in store["detail"]
     finally:
         app.extensions["dcp_emulator"].close()
+
+
+def test_a_database_with_json_profiles_is_migrated_to_profile_tables(tmp_path):
+    """A --db file of an earlier version (profiles as JSON in one table) opens with every value typed as before."""
+    from dcp_emulator.store import Store
+
+    path = str(tmp_path / "old.db")
+    store = Store(path)
+    account = store.create_account()["id"]
+    service = store.create_service(account, {"name": "S"})["id"]
+    table = store.create_datasource(account, service, {"name": "T", "keyfield_locator_type": "uid"})["id"]
+    attrs = {name: store.create_attribute(account, table, {"name": name, "datatype": dt, "format": fmt})["id"]
+             for name, dt, fmt in [("s", "string", None), ("b", "bool", None), ("l", "long", None),
+                                   ("d", "double", None), ("e", "datetime", "epoch"), ("gone", "string", None)]}
+    store.delete_attribute(account, attrs["gone"])
+    store.close()
+    conn = sqlite3.connect(path)  # the former layout, as an earlier version wrote it
+    conn.executescript(f"DROP VIEW profiles; DROP TABLE profiles_{table};"
+                       "CREATE TABLE profiles (datasource_id INTEGER NOT NULL, customer_id TEXT NOT NULL, "
+                       "data TEXT NOT NULL, PRIMARY KEY (datasource_id, customer_id)) WITHOUT ROWID")
+    old = {"c1": {"s": "x", "b": True, "l": 7, "d": 2.5, "e": 0, "gone": "hidden"}, "c2": {"b": False, "d": 3},
+           "c3": {}}
+    conn.executemany("INSERT INTO profiles VALUES (?, ?, ?)",
+                     [(table, cid, json.dumps({str(attrs[k]): v for k, v in data.items()})) for cid, data in old.items()])
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    try:
+        for cid, data in old.items():
+            got = store.read_profile(account, service, table, cid)["data"]
+            want = {k: v for k, v in data.items() if k != "gone"}
+            assert got == want and [type(v) for v in got.values()] == [type(want[k]) for k in got], (cid, got)
+        store.update_attribute(account, attrs["gone"], {"archived": False})  # archived values were kept
+        assert store.read_profile(account, service, table, "c1")["data"]["gone"] == "hidden"
+        assert store.db.execute("SELECT count(*) FROM profiles").fetchone()[0] == 3
+    finally:
+        store.close()

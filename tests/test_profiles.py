@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dcp_api import (
     MGMT,
@@ -285,3 +287,25 @@ def test_ids_that_are_not_utf8_are_refused_not_merged(client, w):
     error(client.get(f"/api/consolidatedCustomerView/{w['s']}/%ff", headers=H), 400, "invalid_field")
     ok(client.post(_url(w, "caf%C3%A9"), json={"data": {"tier": "ok"}}, headers=H), 201)  # real UTF-8 is fine
     assert ok(client.get(_url(w, "café"), headers=H), 200)["customerId"] == "café"
+
+
+def test_a_table_with_many_attributes(client, w, app):
+    """Each attribute is a column of the table's profile table; 150 of them (JSON view built in parts) work."""
+    names = [f"n{i}" for i in range(150)]
+    for i, name in enumerate(names):
+        create_attribute(client, H, w["crm"], name, "bool" if i % 2 else "long")
+    data = {name: (i % 4 == 1) if i % 2 else i for i, name in enumerate(names)}
+    assert ok(client.post(_url(w, "many"), json={"data": data}, headers=H), 201)["data"] == data
+    stored = app.extensions["dcp_emulator"].store.db.execute(
+        "SELECT data FROM profiles WHERE datasource_id = ? AND customer_id = 'many'", (w["crm"],)).fetchone()[0]
+    assert len(json.loads(stored)) == 150
+
+
+def test_attributes_per_table_are_bounded(client, w, monkeypatch):
+    from dcp_emulator import store
+
+    monkeypatch.setattr(store, "MAX_ATTRIBUTES_PER_TABLE", 4)  # the CRM table has 3
+    create_attribute(client, H, w["crm"], "fourth")
+    resp = client.post(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
+                       json={"name": "fifth", "datatype": "string"}, headers=H)
+    assert error(resp, 400)["code"] == "limit_exceeded"
