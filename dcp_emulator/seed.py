@@ -422,23 +422,29 @@ class _Applier:
             raise self.fail(where, f"customer id must be a string of 1 to 1024 characters, got {customer_id!r}")
         return customer_id
 
+    def keyed_entries(self, value: Any, path: str, mapping_shape: str,
+                      id_hint: str) -> list[tuple[Any, Any, str, str]]:
+        """Profiles and aliases are a mapping {id: data} or a list of {customerId, data}: as
+        (id, data, where the entry is, where its data is) in both forms."""
+        if isinstance(value, dict):
+            return [(k, v, path, _key_path(path, k)) for k, v in value.items()]
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a mapping {mapping_shape} or a list of {{customerId, data}}, "
+                                  f"got {_kind(value)}")
+        entries = []
+        for i, item in enumerate(value):
+            item_path = f"{path}[{i}]"
+            item = self.mapping(item, item_path, ("customerId", "data", "dcpServiceId", "datasourceId"))
+            if "customerId" not in item:
+                raise self.fail(_key_path(item_path, "customerId"), f"is required{id_hint}")
+            entries.append((item["customerId"], item.get("data"), item_path, _key_path(item_path, "data")))
+        return entries
+
     def profiles(self, value: Any, path: str, datasource_id: int) -> None:
         """Validate every value with the shared datatype validator, then write them in one statement."""
         if value is None:
             return
-        if isinstance(value, list):
-            pairs = []
-            for i, item in enumerate(value):
-                item_path = f"{path}[{i}]"
-                item = self.mapping(item, item_path, ("customerId", "data", "dcpServiceId", "datasourceId"))
-                if "customerId" not in item:
-                    raise self.fail(_key_path(item_path, "customerId"), "is required")
-                pairs.append((item["customerId"], item.get("data"), item_path, _key_path(item_path, "data")))
-        elif isinstance(value, dict):
-            pairs = [(k, v, path, _key_path(path, k)) for k, v in value.items()]
-        else:
-            raise self.fail(path, "expected a mapping {customer id: {attribute: value}} or a list of "
-                                  f"{{customerId, data}}, got {_kind(value)}")
+        pairs = self.keyed_entries(value, path, "{customer id: {attribute: value}}", "")
         attrs = self.store.active_attributes(datasource_id)
         rows = []
         seen: set[str] = set()
@@ -467,20 +473,9 @@ class _Applier:
     def aliases(self, value: Any, path: str, account_id: int, service_id: int, optimizely_id: int) -> None:
         if value is None:
             return
-        if isinstance(value, list):
-            pairs = []
-            for i, item in enumerate(value):
-                item_path = f"{path}[{i}]"
-                item = self.mapping(item, item_path, ("customerId", "data", "dcpServiceId", "datasourceId"))
-                if "customerId" not in item:
-                    raise self.fail(_key_path(item_path, "customerId"), "is required (the Optimizely user id)")
-                pairs.append((item["customerId"], item.get("data"), _key_path(item_path, "data")))
-        elif isinstance(value, dict):
-            pairs = [(k, v, _key_path(path, k)) for k, v in value.items()]
-        else:
-            raise self.fail(path, "expected a mapping {optimizely user id: {table id: customer id}} or a list of "
-                                  f"{{customerId, data}}, got {_kind(value)}")
-        for user_id, data, where in pairs:
+        pairs = self.keyed_entries(value, path, "{optimizely user id: {table id: customer id}}",
+                                   " (the Optimizely user id)")
+        for user_id, data, _, where in pairs:
             if isinstance(user_id, int) and not isinstance(user_id, bool):
                 user_id = str(user_id)
             if not isinstance(user_id, str):
