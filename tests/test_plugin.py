@@ -296,3 +296,35 @@ def test_unreachable_external_emulator_fails_clearly_after_waiting(pytester, mon
     result = run(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*dcp_emulator: the emulator at http://127.0.0.1:{port} was not ready after 0.5 s*"])
+
+
+def test_one_emulator_per_xdist_worker(pytester):
+    """Under pytest-xdist each worker process serves its own emulator (no shared state between workers)."""
+    pytest.importorskip("xdist")
+    out = pytester.path / "urls.txt"
+    pytester.makepyfile(test_inner=f"""
+        import os, requests
+
+        def _record(dcp_emulator):
+            with open({str(out)!r}, "a") as f:
+                f.write(os.environ["PYTEST_XDIST_WORKER"] + " " + dcp_emulator.url + "\\n")
+
+        def test_a(dcp_emulator):
+            _record(dcp_emulator)
+            r = requests.post(dcp_emulator.rest_api_url + "/dcp_services", json={{"name": "mine"}},
+                              headers=dcp_emulator.headers)
+            assert r.status_code == 201  # the one-service limit would refuse a second one in a shared emulator
+
+        def test_b(dcp_emulator):
+            _record(dcp_emulator)
+    """)
+    # --dist each runs every test on every worker: both workers create "their" service at the same time
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
+    result.assert_outcomes(passed=4)
+    seen: dict[str, set[str]] = {}
+    for line in out.read_text().splitlines():
+        worker, url = line.split()
+        seen.setdefault(worker, set()).add(url)
+    assert sorted(seen) == ["gw0", "gw1"]
+    assert all(len(urls) == 1 for urls in seen.values())  # one emulator for the whole session of a worker
+    assert seen["gw0"] != seen["gw1"]  # ... and a different one per worker
