@@ -864,22 +864,29 @@ class Store:
 
     def write_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str,
                       data: Any) -> dict:
-        """POST customer_profile/...: validate every value, then merge them into the profile at once."""
-        self._profile_target(account_id, service_id, datasource_id, write=True)
-        if not isinstance(data, dict):
-            raise InvalidField("data must be an object mapping attribute names to values, e.g. "
-                               '{"data": {"ltv": 12.5}}.', field="data")
-        _check_customer_id(customer_id)
-        try:
-            patch = profile_patch(self.active_attributes(datasource_id), data)
-        except PatchError as e:
-            if e.attribute is None:
-                names = [a["name"] for a in self.active_attributes(datasource_id)]
-                raise InvalidField(self._unknown_attribute_message(datasource_id, e.key, names), field=e.key) from None
-            raise InvalidField(f"Invalid value for attribute {e.key!r} ({_describe(e.attribute)}): {e.reason}.",
-                               field=e.key) from None
-        self.upsert_profiles(datasource_id, [(customer_id, patch)])
-        return self.read_profile(account_id, service_id, datasource_id, customer_id)
+        """POST customer_profile/...: validate every value, then merge them into the profile at once.
+
+        Checks, validation and the write share one transaction: a reset, an archive or a new attribute
+        landing in between must not leave the write half-checked (it used to 500, or leave a stray row).
+        """
+        with self.transaction():
+            self._profile_target(account_id, service_id, datasource_id, write=True)
+            if not isinstance(data, dict):
+                raise InvalidField("data must be an object mapping attribute names to values, e.g. "
+                                   '{"data": {"ltv": 12.5}}.', field="data")
+            _check_customer_id(customer_id)
+            attributes = self.active_attributes(datasource_id)
+            try:
+                patch = profile_patch(attributes, data)
+            except PatchError as e:
+                if e.attribute is None:
+                    names = [a["name"] for a in attributes]
+                    raise InvalidField(self._unknown_attribute_message(datasource_id, e.key, names),
+                                       field=e.key) from None
+                raise InvalidField(f"Invalid value for attribute {e.key!r} ({_describe(e.attribute)}): "
+                                   f"{e.reason}.", field=e.key) from None
+            self.upsert_profiles(datasource_id, [(customer_id, patch)])
+            return self.read_profile(account_id, service_id, datasource_id, customer_id)
 
     def _unknown_attribute_message(self, datasource_id: int, key: str, names: list[str]) -> str:
         archived = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 1",

@@ -309,3 +309,35 @@ def test_attributes_per_table_are_bounded(client, w, monkeypatch):
     resp = client.post(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
                        json={"name": "fifth", "datatype": "string"}, headers=H)
     assert error(resp, 400)["code"] == "limit_exceeded"
+
+
+def test_a_reset_cannot_land_between_a_profile_writes_checks_and_its_write(app, client, w, monkeypatch):
+    """A reset from another thread waits for the whole write (checks, validation, upsert): it used to
+    land in between and give a 500 (KeyError) or leave a row in a table the reset had removed."""
+    import threading
+
+    from dcp_emulator import store as store_module
+
+    emulator = app.extensions["dcp_emulator"]
+    emulator.save_snapshot("no-crm-yet")
+    ok(client.post(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
+                   json={"name": "late", "datatype": "long"}, headers=H), 201)  # not in the snapshot
+    reset_done = threading.Event()
+    real_patch = store_module.profile_patch
+
+    def patch_then_race(attributes, data):
+        resetter = threading.Thread(target=lambda: (emulator.reset("no-crm-yet"), reset_done.set()))
+        resetter.start()
+        assert not reset_done.wait(0.3)  # blocked: the write holds the store until it is complete
+        return real_patch(attributes, data)
+
+    monkeypatch.setattr(store_module, "profile_patch", patch_then_race)
+    resp = client.post(_url(w, "cust-1"), json={"data": {"late": 5}}, headers=H)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert resp.get_json()["data"] == {"late": 5}
+    assert reset_done.wait(10)  # ... and then the reset ran, to the snapshot without the attribute
+    monkeypatch.setattr(store_module, "profile_patch", real_patch)
+    names = [a["name"] for a in ok(client.get(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
+                                               headers=H), 200)]
+    assert "late" not in names
+    error(client.get(_url(w, "cust-1"), headers=H), 404)
