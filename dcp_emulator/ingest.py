@@ -14,6 +14,7 @@ validated column by column (see "column-wise validation" below) and upserted wit
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gc
 import io
@@ -29,7 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -471,6 +472,35 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
 
 
 # ---------------------------------------------------------------------- the worker
+_freeze_lock = threading.Lock()
+_freeze_users = 0  # uploads in progress in this process, across every emulator in it
+_freeze_owned = False  # whether the freeze in force is ours to undo
+
+
+@contextlib.contextmanager
+def _gc_set_aside() -> Iterator[None]:
+    """gc.freeze() for the duration of the uploads in progress, process-wide and reference-counted.
+
+    gc.freeze() acts on the whole process: the first upload freezes, the last one unfreezes, and a
+    freeze the host process made itself (e.g. before forking) is never undone.
+    """
+    global _freeze_users, _freeze_owned
+    with _freeze_lock:
+        if _freeze_users == 0:
+            _freeze_owned = gc.get_freeze_count() == 0
+            if _freeze_owned:
+                gc.freeze()
+        _freeze_users += 1
+    try:
+        yield
+    finally:
+        with _freeze_lock:
+            _freeze_users -= 1
+            if _freeze_users == 0 and _freeze_owned:
+                gc.unfreeze()
+                _freeze_owned = False
+
+
 class Ingestor:
     """The emulator's upload queue: spools completed objects and applies them in a background thread."""
 
@@ -620,9 +650,8 @@ class Ingestor:
         # about 15 % of the ingest. Objects that existed before the upload started are set aside
         # (gc.freeze) for its duration; they are still collected afterwards, and the upload's own
         # objects are collected as usual.
-        gc.freeze()
         try:
-            with open(path, "rb") as raw:
+            with _gc_set_aside(), open(path, "rb") as raw:
                 if not resumed:
                     check_utf8(raw)
                     raw.seek(0)
@@ -636,8 +665,6 @@ class Ingestor:
             self.store.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])
             self._discard(path)
             return
-        finally:
-            gc.unfreeze()
         if result is None:  # cancelled: a reset removed the upload, or the emulator is stopping
             return
         status = "completed_with_errors" if result.rows_rejected else "succeeded"

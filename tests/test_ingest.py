@@ -488,3 +488,28 @@ def test_aws_chunked_streaming_trailer_body_is_decoded(c, table):
     up = ok(c.get("/_emulator/uploads"), 200)[-1]
     assert (up["status"], up["size_bytes"]) == ("succeeded", len(data))
     assert profile(c, H, table, "chunky") == {"age": 5}
+
+
+def test_ingest_never_undoes_a_gc_freeze_of_the_host_process():
+    """The ingest sets objects aside with gc.freeze() while uploads run, reference-counted across
+    emulators, and leaves alone a freeze the embedding process made itself (e.g. before forking)."""
+    import gc
+
+    from dcp_emulator import ingest
+
+    assert gc.get_freeze_count() == 0
+    with ingest._gc_set_aside():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with ingest._gc_set_aside():  # a second emulator's upload, overlapping
+            pass
+        assert gc.get_freeze_count() == frozen  # the first upload's set-aside is still in force
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # the host's own freeze
+    try:
+        host = gc.get_freeze_count()
+        with ingest._gc_set_aside():
+            pass
+        assert gc.get_freeze_count() == host
+    finally:
+        gc.unfreeze()
