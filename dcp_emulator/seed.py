@@ -502,10 +502,40 @@ def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_
         seed = {}
     if not isinstance(seed, dict):
         raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, got {_kind(seed)}")
+    _check_unicode(seed, source)
     applier = _Applier(store, source, default_account_id)
     with store.transaction(), store.profiles_view_deferred():
         applier.apply(seed)
     return applier.counts
+
+
+def _check_unicode(seed: dict, source: str) -> None:
+    """Refuse lone UTF-16 surrogates ("\\ud800" escapes in JSON or YAML): not text, and SQLite cannot store them."""
+    try:
+        json.dumps(seed, ensure_ascii=False).encode("utf-8")  # the fast check, in C
+        return
+    except UnicodeEncodeError:
+        pass
+    except (TypeError, ValueError, RecursionError):  # YAML dates and the like: the applier judges those
+        return
+
+    def walk(node: Any, path: str) -> str | None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            where = _key_path(path, key) if isinstance(node, dict) else f"{path}[{key}]"
+            for text in (key, value):
+                if isinstance(text, str):
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return where
+            found = walk(value, where)
+            if found:
+                return found
+        return None
+
+    raise SeedError(source, walk(seed, "") or "", "contains a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape "
+                    "without its pair); strings must be valid Unicode")
 
 
 # ---------------------------------------------------------------------- export

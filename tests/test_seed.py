@@ -393,3 +393,16 @@ def test_absurd_nesting_is_refused_before_it_can_crash_the_parser(client):
     assert resp.status_code == 400 and resp.get_json()["code"] == "invalid_seed"
     resp = client.post("/_emulator/seed", data="[" * 100_000, content_type="application/json")
     assert resp.status_code == 400 and "invalid JSON" in resp.get_json()["message"]
+
+
+def test_lone_surrogates_in_a_json_seed_are_a_400_naming_the_path(make_app):
+    client = make_app().test_client()
+    body = ('{"dcp_services": [{"name": "S", "datasources": [{"name": "T", "keyfield_locator_type": "uid", '
+            '"attributes": [{"name": "s", "datatype": "string"}], "profiles": {"c1": {"s": "x\\ud800y"}}}]}]}')
+    resp = client.post("/_emulator/seed", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    err = resp.get_json()
+    assert err["code"] == "invalid_seed" and err["field"] == "dcp_services[0].datasources[0].profiles.c1.s"
+    assert "lone UTF-16 surrogate" in err["message"]
+    state = client.get("/_emulator/state?format=json").get_json()
+    assert not state.get("dcp_services")  # nothing was applied
