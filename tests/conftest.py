@@ -10,9 +10,15 @@ from dcp_emulator.config import Config
 
 
 @pytest.fixture
-def app():
+def emulator_config():
+    """The Config of the ``app`` fixture; a module overrides this fixture to change it."""
+    return Config()
+
+
+@pytest.fixture
+def app(emulator_config):
     """A fresh in-memory emulator app per test."""
-    application = create_app(Config())
+    application = create_app(emulator_config)
     yield application
     application.extensions["dcp_emulator"].close()
 

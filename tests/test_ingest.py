@@ -16,7 +16,7 @@ import pytest
 from bulk_helpers import make_table, profile, put, upload
 from dcp_api import create_attribute, ok
 
-from dcp_emulator import create_app, datatypes, ingest
+from dcp_emulator import datatypes, ingest
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
 from dcp_emulator.store import column_decl, from_column
@@ -29,16 +29,14 @@ UPLOAD_FIELDS = {"id", "dcp_service_id", "datasource_id", "key", "file_name", "s
 
 
 @pytest.fixture
-def emu_app():
-    """An emulator with a small error limit and small batches (so batch boundaries are exercised)."""
-    application = create_app(Config(upload_error_limit=3, ingest_batch_rows=7))
-    yield application
-    application.extensions["dcp_emulator"].close()
+def emulator_config():
+    """Emulators of this module keep few errors and use small batches (so batch boundaries are exercised)."""
+    return Config(upload_error_limit=3, ingest_batch_rows=7)
 
 
 @pytest.fixture
-def c(emu_app):
-    return emu_app.test_client()
+def c(client):
+    return client
 
 
 @pytest.fixture
@@ -192,13 +190,13 @@ def test_bad_rows_are_rejected_with_line_column_value_reason_and_others_stored(c
         assert profile(c, H, table, cid) is None
 
 
-def test_line_numbers_across_batches(emu_app, c, table):
+def test_line_numbers_across_batches(app, c, table):
     # batches of 7 rows: the bad rows sit on both sides of batch boundaries
     lines = ["customerId,age"] + [f"c{i},{i}" for i in range(2, 40)]
     bad = {8, 9, 16, 30}
     for n in bad:
         lines[n - 1] = f"c{n},x{n}"
-    emu_app.extensions["dcp_emulator"].ingestor.error_limit = 100
+    app.extensions["dcp_emulator"].ingestor.error_limit = 100
     up = upload(c, table, "many.csv", "\n".join(lines) + "\n")
     assert [e["line"] for e in up["errors"]] == sorted(bad)
     assert [e["value"] for e in up["errors"]] == [f"x{n}" for n in sorted(bad)]
@@ -300,7 +298,7 @@ def test_every_spec6_row_as_a_csv_cell_quoted_and_unquoted(c, conf_table):
         assert profile(c, H, conf_table, cid) is None
 
 
-def test_csv_stores_exactly_what_the_json_api_stores(emu_app, c, conf_table):
+def test_csv_stores_exactly_what_the_json_api_stores(app, c, conf_table):
     """The same strings through both doors give byte-identical stored profiles."""
     values = {"b": ["TRUE", "false"], "l": ["0", "-0", "007", "42", "-9223372036854775807"],
               "d": ["1", "-0", "2.50", "1e3", "+5", ".5", "5.", "0.30000000000000004", "1E-7", "12345678901234567890"],
@@ -314,7 +312,7 @@ def test_csv_stores_exactly_what_the_json_api_stores(emu_app, c, conf_table):
             ok(c.post(f"{url}/json-{n}", json={"data": {attr: v}}, headers=H), 201)
             lines.append(",".join([f"csv-{n}"] + [_cell(v, True) if a == attr else "" for a in ATTRS]))
     assert upload(c, conf_table, "same.csv", "\n".join(lines) + "\n")["status"] == "succeeded"
-    db = emu_app.extensions["dcp_emulator"].store.db
+    db = app.extensions["dcp_emulator"].store.db
     for i in range(1, n + 1):
         rows = {r[0]: json.loads(r[1]) for r in db.execute(
             "SELECT customer_id, data FROM profiles WHERE customer_id IN (?, ?)", (f"json-{i}", f"csv-{i}"))}
@@ -375,8 +373,8 @@ def test_upload_history_fields_filters_and_lookup(c, table):
     assert c.get("/_emulator/uploads?datasource_id=abc").status_code == 400
 
 
-def test_same_file_name_while_pending_is_a_warning(emu_app, c, table):
-    store = emu_app.extensions["dcp_emulator"].store
+def test_same_file_name_while_pending_is_a_warning(app, c, table):
+    store = app.extensions["dcp_emulator"].store
     with store.lock:  # the worker cannot start either upload while the test holds the store
         assert put(c, table, "same.csv", "customerId,age\nc1,1\n").status_code == 200
         assert put(c, table, "same.csv", "customerId,age\nc1,2\n").status_code == 200
@@ -391,8 +389,8 @@ def test_same_file_name_while_pending_is_a_warning(emu_app, c, table):
     assert second["status"] == "succeeded" and profile(c, H, table, "c1") == {"age": 3}
 
 
-def test_wait_times_out_with_504_and_validates_its_body(emu_app, c, table):
-    store = emu_app.extensions["dcp_emulator"].store
+def test_wait_times_out_with_504_and_validates_its_body(app, c, table):
+    store = app.extensions["dcp_emulator"].store
     with store.lock:
         put(c, table, "slow.csv", "customerId,age\nc1,1\n")
         t0 = time.monotonic()
@@ -406,8 +404,8 @@ def test_wait_times_out_with_504_and_validates_its_body(emu_app, c, table):
         assert c.post("/_emulator/uploads/wait", json=bad).status_code == 400
 
 
-def test_table_archived_before_processing_fails_the_upload(emu_app, c, table):
-    store = emu_app.extensions["dcp_emulator"].store
+def test_table_archived_before_processing_fails_the_upload(app, c, table):
+    store = app.extensions["dcp_emulator"].store
     with store.lock:
         put(c, table, "late.csv", "customerId,age\nc1,1\n")
         ok(c.delete(f"/experiment/v1/dcp_datasources/{table['id']}", headers=H), 204)
@@ -416,9 +414,9 @@ def test_table_archived_before_processing_fails_the_upload(emu_app, c, table):
     assert up["status"] == "failed" and "archived" in up["failure"] and up["rows_stored"] == 0
 
 
-def test_reset_forgets_uploads_and_empties_the_bucket(emu_app, c, table):
+def test_reset_forgets_uploads_and_empties_the_bucket(app, c, table):
     upload(c, table, "r.csv", "customerId,age\nc1,1\n")
-    emu = emu_app.extensions["dcp_emulator"]
+    emu = app.extensions["dcp_emulator"]
     assert len(emu.s3.bucket.keys) == 1
     ok(c.post("/_emulator/reset"), 200)
     assert ok(c.get("/_emulator/uploads"), 200) == []
