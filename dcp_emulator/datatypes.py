@@ -43,7 +43,7 @@ def _is_bool(v: Any) -> bool:
 def _to_string(v: Any) -> str:
     if isinstance(v, str):
         return v
-    raise InvalidValue(f"expected a string for a string attribute, got {_json_kind(v)}")
+    raise InvalidValue(f"expected a string for a string attribute, got {json_kind(v)}")
 
 
 def _to_bool(v: Any) -> bool:
@@ -185,7 +185,8 @@ def check_definition(datatype: Any, fmt: Any) -> str | None:
     return None
 
 
-def _json_kind(v: Any) -> str:
+def json_kind(v: Any) -> str:
+    """How a JSON value is named in error messages: "a number", "an array", "null", ..."""
     if v is None:
         return "null"
     if _is_bool(v):
@@ -202,4 +203,4 @@ def _json_kind(v: Any) -> str:
 def _show(v: Any) -> str:
     if isinstance(v, str):
         return repr(v) if len(v) <= 60 else repr(v[:57] + "...")
-    return _json_kind(v) if isinstance(v, (list, tuple, dict, bool)) or v is None else repr(v)
+    return json_kind(v) if isinstance(v, (list, tuple, dict, bool)) or v is None else repr(v)

@@ -1181,7 +1181,7 @@ def _check_fields(fields: dict, allowed: set[str], readonly: set[str]) -> None:
 def _required_string(fields: dict, name: str) -> str:
     value = fields.get(name)
     if not isinstance(value, str) or not value.strip():
-        got = "missing" if name not in fields else f"got {datatypes._json_kind(value) if not isinstance(value, str) else 'an empty string'}"
+        got = "missing" if name not in fields else f"got {datatypes.json_kind(value) if not isinstance(value, str) else 'an empty string'}"
         raise InvalidField(f"{name} is required and must be a non-empty string ({got}).", field=name)
     if len(value) > 255:
         raise InvalidField(f"{name} must be at most 255 characters (got {len(value)}).", field=name)
