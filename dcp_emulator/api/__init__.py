@@ -97,6 +97,11 @@ def json_object() -> dict:
     return body
 
 
+def optional_json_object() -> dict:
+    """The JSON object body if one was sent, else {} (for endpoints that work with no body at all)."""
+    return json_object() if request.get_data(cache=True).strip() else {}
+
+
 def route(bp: Blueprint, rule: str, **options: Any) -> Callable:
     """Register a rule that answers with and without a trailing slash, never redirecting."""
 

@@ -9,8 +9,9 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import InvalidField, NotFound, SeedError
+from ..s3 import IMPORT_BUCKET
 from ..seed import InvalidSeed, dump_yaml, export_state, parse_seed
-from . import emulator, json_object, route
+from . import emulator, json_object, optional_json_object, route
 
 MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
 
@@ -36,16 +37,11 @@ def info():
         "rest_api_url": f"{base}/experiment/v1",
         "profile_api_url": f"{base}/api",
         "s3_endpoint_url": base,  # S3 is served on the same port (see dcp_emulator/s3.py)
-        "import_bucket": "optimizely-import",
+        "import_bucket": IMPORT_BUCKET,
         "default_account_id": emu.default_account_id,
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
     })
-
-
-def _optional_body() -> dict:
-    """The JSON object body if one was sent, else {} (these endpoints work with no body at all)."""
-    return json_object() if request.get_data(cache=True).strip() else {}
 
 
 def _credentials() -> dict:
@@ -61,7 +57,7 @@ RESET_TARGETS = ("startup", "default")  # the start-up state (default state + st
 def reset():
     """Back to the start-up state, {"to": "default"} (no start-up seed) or {"snapshot": name}; also clears
     the journal, faults, S3 and uploads."""
-    body = _optional_body()
+    body = optional_json_object()
     name = request.args.get("snapshot") or body.get("snapshot")
     if name is not None and not isinstance(name, str):
         raise InvalidField("snapshot must be the name of a saved snapshot.", field="snapshot")

@@ -9,7 +9,7 @@ import math
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
-from . import emulator, json_object, route
+from . import emulator, optional_json_object, route
 
 bp = Blueprint("uploads", __name__)
 
@@ -44,7 +44,7 @@ def get_upload(upload_id: int):
 @route(bp, "/uploads/wait", methods=["POST"])
 def wait_for_uploads():
     """Return once no upload is pending or processing (200), or 504 when ``timeout`` seconds pass first."""
-    body = json_object() if request.get_data(cache=True).strip() else {}
+    body = optional_json_object()
     unknown = [k for k in body if k != "timeout"]
     if unknown:
         raise InvalidField(f"Unknown field {unknown[0]!r}; the body is {{\"timeout\": seconds}}.", field=unknown[0])
