@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from . import datatypes
-from .store import Store, profile_table, value_column
+from .store import MAX_CUSTOMER_ID_LENGTH, Store, profile_table, value_column
 
 # The csv module refuses cells over 131,072 characters by default, but a string attribute may be of any
 # length. The limit is process-global; raising it only lets a cell be as long as the file holds (the
@@ -434,11 +434,11 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         if good:
             cells = list(itertools.chain.from_iterable(good))  # every cell, row after row: a column is a slice
             cids = cells[cid_index::ncols]
-            if "" in cids or max(map(len, cids)) > 1024:
+            if "" in cids or max(map(len, cids)) > MAX_CUSTOMER_ID_LENGTH:
                 for i, cid in enumerate(cids):
-                    if not cid or len(cid) > 1024:
+                    if not cid or len(cid) > MAX_CUSTOMER_ID_LENGTH:
                         local_bad[i] = (cid_name, cid, "missing customerId" if not cid
-                                        else "customerId longer than 1024 characters")
+                                        else f"customerId longer than {MAX_CUSTOMER_ID_LENGTH} characters")
             for b in batches:
                 index = b.column.index
                 values = cells[index::ncols]

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import DcpError, SeedError
-from .store import TOKEN_KINDS, PatchError, Store, profile_patch
+from .store import MAX_CUSTOMER_ID_LENGTH, TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -418,8 +418,9 @@ class _Applier:
         """A customer id as stored (a YAML number becomes its string), or a SeedError."""
         if isinstance(customer_id, int) and not isinstance(customer_id, bool):
             customer_id = str(customer_id)
-        if not isinstance(customer_id, str) or not 0 < len(customer_id) <= 1024:
-            raise self.fail(where, f"customer id must be a string of 1 to 1024 characters, got {customer_id!r}")
+        if not isinstance(customer_id, str) or not 0 < len(customer_id) <= MAX_CUSTOMER_ID_LENGTH:
+            raise self.fail(where, f"customer id must be a string of 1 to {MAX_CUSTOMER_ID_LENGTH} characters, "
+                                   f"got {customer_id!r}")
         return customer_id
 
     def keyed_entries(self, value: Any, path: str, mapping_shape: str,

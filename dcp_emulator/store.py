@@ -115,6 +115,7 @@ def from_column(datatype: str, value: Any) -> Any:
 
 
 _MAX_UNION = 400  # SQLite allows 500 terms in one compound SELECT
+MAX_CUSTOMER_ID_LENGTH = 1024  # the same bound for the profile API, seeds and bulk uploads
 MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
 # Tables emptied by a reset, children first.
@@ -1233,8 +1234,9 @@ def _datasource_values(fields: dict, current: dict | None) -> dict:
 
 
 def _check_customer_id(customer_id: str) -> None:
-    if not customer_id or len(customer_id) > 1024:
-        raise InvalidField("The customer id in the URL must be 1 to 1024 characters.", field="customerId")
+    if not customer_id or len(customer_id) > MAX_CUSTOMER_ID_LENGTH:
+        raise InvalidField(f"The customer id in the URL must be 1 to {MAX_CUSTOMER_ID_LENGTH} characters.",
+                           field="customerId")
 
 
 def _describe(attr: dict) -> str:
