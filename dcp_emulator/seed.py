@@ -94,8 +94,20 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def _check_depth(text: str, source: str) -> None:
     """Refuse absurd nesting before composing: libyaml's composer recurses in C and would crash the
     process (a segfault, not an exception) on a body such as 100,000 '[' characters."""
+    try:
+        _walk_depth(yaml.parse(text, Loader=_Loader), source)  # events only: no recursion
+    except yaml.YAMLError:
+        # libyaml's scanner reads ahead, and newer versions refuse deep nesting there with their own
+        # wording before any event reaches us. Walk again with the pure-Python parser (only on this
+        # error path: it is slower) so that too much nesting is always refused with our own rule;
+        # any other error is libyaml's to report.
+        _walk_depth(yaml.parse(text, Loader=yaml.SafeLoader), source)
+        raise
+
+
+def _walk_depth(events, source: str) -> None:
     depth = 0
-    for event in yaml.parse(text, Loader=_Loader):  # events only: an iterative parser, no recursion
+    for event in events:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
