@@ -6,18 +6,13 @@ PORT ?= 8080
 
 .PHONY: install serve test lint bench clean
 
-# Create .venv and install the emulator with its test dependencies (editable).
-install: $(BIN)/.installed
-
-$(BIN)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
-	touch $@
+# Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
+install:
+	@$(PY) tools/ensure_venv.py --venv $(VENV)
 
 # Install, then serve the emulator on $(HOST):$(PORT) with the example seed (Ctrl-C stops it).
 serve: install
-	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed fixtures/example.yaml
+	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed example
 
 # Install, then run the whole test suite.
 test: install
@@ -33,4 +28,4 @@ bench: install
 
 # Remove the virtualenv and caches.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV).lock .pytest_cache .ruff_cache *.egg-info

@@ -257,32 +257,56 @@ class DcpEmulator:
 
 
 def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = None) -> pathlib.Path:
-    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory."""
-    path = pathlib.Path(seed)
-    candidates = [path] if path.is_absolute() else [pathlib.Path(base) / path] if base else []
-    if not path.is_absolute():
-        candidates.append(pathlib.Path.cwd() / path)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"seed file {str(seed)!r} not found (tried {tried})")
+    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory;
+    else a built-in seed by name (``"example"``)."""
+    from .seeds import resolve_seed
+
+    return resolve_seed(seed, base)
 
 
 # ---------------------------------------------------------------------- pytest hooks and fixtures
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker so ``--strict-markers`` accepts it."""
+    """Register the marker so ``--strict-markers`` accepts it; refuse xdist workers sharing one emulator."""
     config.addinivalue_line(
         "markers", f"{MARKER}(seed): reset the dcp_emulator fixture to this seed (a YAML file path, relative to "
-                   "the test file or the working directory, or a mapping) before each test")
+                   "the test file or the working directory, or a built-in seed name such as \"example\", or a "
+                   "mapping) before each test")
+    urls = external_urls()
+    workers = _xdist_workers(config)
+    if urls and workers > len(urls):
+        # Every test resets the emulator it uses: workers sharing one would wipe each other's state at
+        # random moments. Refuse before any test runs rather than fail at random.
+        raise pytest.UsageError(
+            f"dcp_emulator: {ENV_URL} names {len(urls)} emulator(s) but pytest-xdist runs {workers} workers, and "
+            "each test resets the emulator it uses, so workers sharing one would reset each other's state "
+            f"mid-test. Give one emulator per worker ({ENV_URL}=http://host:8080,http://host:8081,...), unset "
+            f"{ENV_URL} to let each worker start its own, or run without -n.")
+
+
+def external_urls() -> list[str]:
+    """The emulators named by $DCP_EMULATOR_URL (comma-separated: one per pytest-xdist worker)."""
+    return [u.strip().rstrip("/") for u in os.environ.get(ENV_URL, "").split(",") if u.strip()]
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers this (controller) session starts; 0 without xdist or inside a worker."""
+    if hasattr(config, "workerinput"):
+        return 0
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, str):  # "auto"/"logical" not resolved yet: as many as CPUs
+        workers = os.cpu_count() or 2
+    return int(workers or 0) or len(getattr(config.option, "tx", None) or [])
 
 
 @pytest.fixture(scope="session")
 def dcp_emulator_url():
-    """Base URL of the session's emulator: $DCP_EMULATOR_URL, else one served in this process."""
-    external = os.environ.get(ENV_URL, "").strip()
-    if external:
-        yield external.rstrip("/")
+    """Base URL of the session's emulator: $DCP_EMULATOR_URL (this xdist worker's, when it names several),
+    else one served in this process."""
+    urls = external_urls()
+    if urls:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        index = int(worker[2:]) if worker[2:].isdecimal() else 0
+        yield urls[index % len(urls)]
         return
     from .config import Config
     from .server import EmulatorServer
@@ -296,7 +320,7 @@ def dcp_emulator_url():
 
 @pytest.fixture(scope="session")
 def _dcp_emulator_handle(dcp_emulator_url: str) -> DcpEmulator:
-    external = bool(os.environ.get(ENV_URL, "").strip())
+    external = bool(external_urls())
     wait = float(os.environ.get(ENV_WAIT) or 30) if external else 0.0
     try:
         return DcpEmulator(dcp_emulator_url, wait=wait)

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from .errors import DcpError, SeedError
+from .seeds import resolve_seed
 from .store import MAX_CUSTOMER_ID_LENGTH, TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
@@ -145,9 +146,12 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
 
 
 def load_seed_file(path: str | pathlib.Path) -> dict:
-    """Read and parse one seed file; a missing or unreadable file is a SeedError too."""
+    """Read and parse one seed file, or a built-in seed by name (``example``); a missing or unreadable
+    file is a SeedError too."""
     try:
-        raw = pathlib.Path(path).read_bytes()
+        raw = resolve_seed(path).read_bytes()
+    except FileNotFoundError as e:
+        raise SeedError(str(path), "", str(e)) from None
     except OSError as e:
         raise SeedError(str(path), "", f"cannot read the seed file: {e.strerror or e}") from None
     return parse_seed(raw, str(path))
