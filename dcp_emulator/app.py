@@ -258,6 +258,9 @@ def create_app(config: Config | None = None) -> Flask:
     @app.after_request
     def _stamp(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if response.status_code == 204:
+            # No body, so no content type (Flask would label the empty string text/html).
+            response.headers.pop("Content-Type", None)
         return response
 
     @app.errorhandler(DcpError)
@@ -268,6 +271,11 @@ def create_app(config: Config | None = None) -> Flask:
     def _http_error(e: HTTPException) -> Response:
         cls = HTTP_STATUS_CLASSES.get(e.code or 500, InternalError)
         message = _HTTP_MESSAGES.get(e.code or 0) or (e.description or e.name)
+        if e.code == 413:
+            limit = request.max_content_length or config.max_body_bytes  # seeds have a larger limit of their own
+            how = ("; raise it with --max-body-bytes (DCP_EMULATOR_MAX_BODY_BYTES)" if limit == config.max_body_bytes
+                   else "")
+            message = f"The request body is larger than the {limit:,} bytes this endpoint accepts{how}."
         err = cls(message)
         err.status = e.code or 500
         resp = error_response(err)
@@ -290,15 +298,16 @@ _HTTP_MESSAGES = {
     404: "No such route. The management API is under /experiment/v1/, the profile API under /api/, the emulator's "
          "own endpoints under /_emulator/.",
     405: "This route does not accept this HTTP method.",
-    413: "The request body is larger than the emulator accepts for JSON requests.",
 }
 
 
 def error_response(err: DcpError) -> Response:
-    """Render any DcpError as the one JSON error envelope (SPEC §3)."""
+    """Render any DcpError as the one JSON error envelope: status, code, message, field (when one field is at
+    fault) and request_id."""
     body = err.to_dict()
     body["request_id"] = g.get("request_id") or uuid.uuid4().hex
-    resp = Response(json.dumps(body), status=err.status, mimetype="application/json")
+    # A trailing newline, as Flask's jsonify gives success bodies (a shell prompt after curl stays on its line).
+    resp = Response(json.dumps(body) + "\n", status=err.status, mimetype="application/json")
     for k, v in err.headers.items():
         resp.headers[k] = v
     return resp

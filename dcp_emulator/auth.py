@@ -1,4 +1,4 @@
-"""Token authentication for the DCP APIs (SPEC §2): classic tokens and OAuth access tokens only."""
+"""Token authentication for the DCP APIs: classic tokens and OAuth access tokens only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The S3 import endpoint (SPEC §7): moto's S3 served on the emulator's own port, behind SigV4 checks.
+"""The S3 import endpoint: moto's S3 served on the emulator's own port, behind SigV4 checks.
 
 ``S3Gateway.middleware`` wraps the Flask app's WSGI callable. Requests for the bucket (path style
 ``/optimizely-import/...``, virtual-host style ``Host: optimizely-import.<host>``) or any other

@@ -1,4 +1,4 @@
-"""Seed files (SPEC §8): YAML whose field names are the API's own, applied atomically and exported back.
+"""Seed files: YAML whose field names are the API's own, applied atomically and exported back.
 
 A seed describes state the way the API shows it::
 

@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS aliases (
     dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
     customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
--- Bulk uploads through S3 (SPEC §7), in completion order (AUTOINCREMENT: ids are never reused, even
+-- Bulk uploads through S3, in completion order (AUTOINCREMENT: ids are never reused, even
 -- across resets, so a stale spool file can never be mistaken for a newer upload's).
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL, dcp_service_id INTEGER NOT NULL,
@@ -1025,7 +1025,7 @@ class Store:
         return None
 
 
-    # ------------------------------------------------------------------ bulk uploads (SPEC §7)
+    # ------------------------------------------------------------------ bulk uploads
     def import_target(self, service_id: int, datasource_id: int) -> dict | None:
         """The table an S3 path dcp/{service_id}/{datasource_id}/ names, with both archived flags, or None."""
         return self._one(

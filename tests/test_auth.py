@@ -1,4 +1,4 @@
-"""SPEC §2: the authentication matrix and account isolation."""
+"""The authentication matrix and account isolation."""
 
 from __future__ import annotations
 
