@@ -254,7 +254,7 @@ def test_bad_seeds_fail_the_test_with_a_clear_message(pytester):
     result = run(pytester)
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
-        "*dcp_emulator: seed file 'missing.yaml' not found*",
+        "*dcp_emulator: seed 'missing.yaml' is neither a file (tried *missing.yaml) nor a built-in seed (built in: example)*",
         ("*dcp_emulator: could not prepare the emulator: POST /_emulator/seed answered 400: Invalid seed: "
          "request body: dcp_services[[]0[]].datasources[[]0[]].keyfield_locator_type: *"),
     ])
