@@ -85,10 +85,10 @@ def test_two_installs_at_the_same_time_in_a_fresh_clone_both_succeed(tmp_path):
     assert "Errno 17" not in "".join(outputs)
     assert any("waiting for it" in out for out in outputs), outputs  # one really waited for the other
     check = subprocess.run([str(clone / ".venv" / "bin" / "python"), "-c", "import dcp_emulator, pytest, boto3"],
-                           capture_output=True, text=True)
+                           check=False, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     # and a third run finds it ready at once
-    again = subprocess.run(cmd, cwd=clone, env=_env(), capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd, check=False, cwd=clone, env=_env(), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "installing" not in again.stderr, again.stderr
 
 
@@ -97,7 +97,7 @@ def test_a_built_wheel_serves_a_partner_test_suite_in_a_fresh_venv(tmp_path):
     source = _source_tree(tmp_path / "source")
     dist = tmp_path / "dist"
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(source)],
-                           capture_output=True, text=True, env=_env(), timeout=600)
+                           check=False, capture_output=True, text=True, env=_env(), timeout=600)
     assert built.returncode == 0, built.stderr
     [wheel] = dist.glob("dcp_emulator-*.whl")
 
@@ -105,14 +105,14 @@ def test_a_built_wheel_serves_a_partner_test_suite_in_a_fresh_venv(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     installed = subprocess.run([python, "-m", "pip", "install", "-q", str(wheel), "pytest"],
-                               capture_output=True, text=True, env=_env(), timeout=600)
+                               check=False, capture_output=True, text=True, env=_env(), timeout=600)
     assert installed.returncode == 0, installed.stderr
 
     project = tmp_path / "partner-project"
     project.mkdir()
     (project / "test_partner.py").write_text(textwrap.dedent(PARTNER_TESTS))
     run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers"],
-                         cwd=project, capture_output=True, text=True, env=_env(), timeout=300)
+                         check=False, cwd=project, capture_output=True, text=True, env=_env(), timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "3 passed" in run.stdout, run.stdout
     # the package came from the wheel, not from this checkout
