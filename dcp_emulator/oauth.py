@@ -269,16 +269,17 @@ class OAuthServer:
     def decide(self, request_id: str, account_id: Any, accept: bool) -> dict:
         """The user's decision on a pending request, for ``account_id``: where the browser goes next
         (``redirect_to``) and the parameters it carries (code, or token, or error)."""
-        if isinstance(account_id, str) and account_id.isdigit():
-            account_id = int(account_id)
-        if isinstance(account_id, bool) or not isinstance(account_id, int) or \
-                account_id not in self.store.find_account_ids():
-            raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.", field="account_id")
         with self.store.transaction() as db:
             row = self.store._one("SELECT * FROM oauth_requests WHERE id = ?", (request_id,))
             if row is None:
                 raise NotFound("This authorization request is unknown or was already decided; start again from the "
                                "application's authorization URL.", field="authorization")
+            if isinstance(account_id, str) and account_id.isdigit():
+                account_id = int(account_id)
+            if isinstance(account_id, bool) or not isinstance(account_id, int) or \
+                    account_id not in self.store.find_account_ids():
+                raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.",
+                                   field="account_id")
             db.execute("DELETE FROM oauth_requests WHERE id = ?", (request_id,))
             if self.store.clock.is_past(row["expires_at"]):
                 raise NotFound(f"This authorization request expired at {row['expires_at']} (requests wait "
@@ -354,28 +355,35 @@ class OAuthServer:
             if row is None:
                 raise OAuthError("invalid_grant", "Unknown authorization code.")
             if row["used"]:
-                # RFC 6749 4.1.2: a code used twice may have been stolen; what it granted is withdrawn.
-                if row["refresh_token"]:
-                    db.execute("UPDATE tokens SET revoked = 1 WHERE refresh_token = ?", (row["refresh_token"],))
-                raise OAuthError("invalid_grant", "The authorization code was already used (codes are single-use); "
-                                                  "the tokens issued for it are revoked.")
-            if self.store.clock.is_past(row["expires_at"]):
-                raise OAuthError("invalid_grant", f"The authorization code expired at {row['expires_at']} (codes "
-                                                  f"are valid {CODE_SECONDS // 60} minutes).")
-            if row["client_id"] != client["client_id"]:
-                raise OAuthError("invalid_grant", "The authorization code was issued to another client.")
-            uri = params.get("redirect_uri")
-            if not uri:
-                raise OAuthError("invalid_request", "redirect_uri is required: the same redirect URI as in the "
-                                                    "authorization request.")
-            if uri != row["redirect_uri"]:
-                raise OAuthError("invalid_grant", f"redirect_uri {uri!r} does not match the redirect URI of the "
-                                                  f"authorization request ({row['redirect_uri']!r}).")
-            refresh = secrets.token_urlsafe(32)
-            access = self._issue(client["client_id"], row["account_id"], refresh_token=refresh)
-            db.execute("UPDATE oauth_codes SET used = 1, refresh_token = ? WHERE code = ?", (refresh, code))
+                # RFC 6749 4.1.2: a code used twice may have been stolen; what it granted is withdrawn. This
+                # write must be kept, so the refusal is raised after the transaction commits.
+                db.execute("UPDATE tokens SET revoked = 1 WHERE refresh_token = ?", (row["refresh_token"],))
+            else:
+                access, refresh = self._exchange(db, client, row, params)
+        if row["used"]:
+            raise OAuthError("invalid_grant", "The authorization code was already used (codes are single-use); "
+                                              "the tokens issued for it are revoked.")
         return {"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS, "token_type": "bearer",
                 "refresh_token": refresh}
+
+    def _exchange(self, db: Any, client: dict, row: dict, params: Mapping[str, str]) -> tuple[str, str]:
+        """Check an unused code against the request and issue its tokens: (access, refresh)."""
+        if self.store.clock.is_past(row["expires_at"]):
+            raise OAuthError("invalid_grant", f"The authorization code expired at {row['expires_at']} (codes "
+                                              f"are valid {CODE_SECONDS // 60} minutes).")
+        if row["client_id"] != client["client_id"]:
+            raise OAuthError("invalid_grant", "The authorization code was issued to another client.")
+        uri = params.get("redirect_uri")
+        if not uri:
+            raise OAuthError("invalid_request", "redirect_uri is required: the same redirect URI as in the "
+                                                "authorization request.")
+        if uri != row["redirect_uri"]:
+            raise OAuthError("invalid_grant", f"redirect_uri {uri!r} does not match the redirect URI of the "
+                                              f"authorization request ({row['redirect_uri']!r}).")
+        refresh = secrets.token_urlsafe(32)
+        access = self._issue(client["client_id"], row["account_id"], refresh_token=refresh)
+        db.execute("UPDATE oauth_codes SET used = 1, refresh_token = ? WHERE code = ?", (refresh, row["code"]))
+        return access, refresh
 
     def _refresh_grant(self, client: dict, params: Mapping[str, str]) -> dict:
         refresh = params.get("refresh_token")
