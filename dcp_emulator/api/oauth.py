@@ -19,8 +19,10 @@ control_bp = Blueprint("oauth_control", __name__)
 
 AUTHORIZATION_HEADER = "X-Dcp-Emulator-Authorization"  # the consent page's pending request id, for scripts
 # The consent page loads nothing from anywhere, and no other site may frame it (clickjacking the Accept button).
+# Referrer-Policy same-origin, not no-referrer: with no-referrer browsers post the form with "Origin: null",
+# which the cross-site check must refuse.
 _PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-                 "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+                 "X-Frame-Options": "DENY", "Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 
 
 def server() -> OAuthServer:
