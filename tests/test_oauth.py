@@ -4,7 +4,12 @@ the APIs, expire, refresh, revoke; the implicit grant; and every refusal with it
 from __future__ import annotations
 
 import html
+import os
+import pathlib
 import re
+import shutil
+import subprocess
+import sys
 import urllib.parse
 
 import pytest
@@ -555,3 +560,49 @@ def test_seed_errors_name_the_app(client):
 def test_token_endpoint_only_posts(client):
     resp = client.get("/oauth2/token")
     assert resp.status_code == 405 and resp.headers["Allow"] == "OPTIONS, POST"
+
+
+# ---------------------------------------------------------------------- docs/oauth.md, executed
+DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "oauth.md"
+
+
+def doc_blocks(language: str) -> list[str]:
+    """The fenced ``language`` blocks of docs/oauth.md, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```$", DOC.read_text(), re.DOTALL | re.MULTILINE)
+
+
+@pytest.mark.skipif(not shutil.which("curl") or not shutil.which("bash"), reason="the walkthrough needs bash and curl")
+def test_docs_curl_walkthrough_runs(dcp_emulator):
+    script = "\n".join(doc_blocks("bash"))
+    assert "oauth2/token" in script and "_emulator/clock" in script
+    run = subprocess.run(["bash", "-c", script], check=False, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "BASE": dcp_emulator.url})
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert re.search(r"^https://partner\.example/oauth/callback\?code=[^&]+&state=xyz$", out, re.MULTILINE)
+    assert '"token_type":"bearer"' in out.replace(" ", "") and '"expires_in":7200' in out.replace(" ", "")
+    assert "the OAuth access token expired at" in out
+    assert "the token has been revoked" in out and "The user revoked this application" in out
+    assert re.search(r"^https://partner\.example/oauth/callback#access_token=[^&]+&token_type=bearer&state=xyz"
+                     r"&expires_in=7200$", out, re.MULTILINE)
+    assert dcp_emulator.clock()["real_time"] is True  # the walkthrough ends with a reset
+
+
+def test_docs_fixture_example_passes(dcp_emulator, tmp_path):
+    [example] = doc_blocks("python")
+    (tmp_path / "test_partner_refresh_loop.py").write_text(example)
+    # The example runs in its own pytest session against this test's emulator (the plugin's external mode).
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                         check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "DCP_EMULATOR_URL": dcp_emulator.url})
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+
+
+def test_docs_seed_example_loads_and_exports_back(client):
+    [seed] = doc_blocks("yaml")
+    resp = client.post("/_emulator/seed", data=seed, content_type="application/yaml")
+    assert resp.status_code == 201 and resp.get_json()["created"]["oauth_apps"] == 1
+    [app] = client.get("/_emulator/state?format=json").get_json()["oauth_apps"]
+    assert app == {"client_id": "acme-sync", "client_secret": "acme-secret", "name": "Acme Sync",
+                   "redirect_uris": ["https://partner.example/oauth/callback", "http://127.0.0.1/callback"],
+                   "client_type": "confidential", "account_id": 1001}
