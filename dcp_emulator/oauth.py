@@ -189,6 +189,11 @@ def list_apps(store: Store) -> list[dict]:
     return [_app_out(r) for r in store._all("SELECT * FROM oauth_apps ORDER BY rowid")]
 
 
+def account_choices(store: Store) -> list[dict]:
+    """Every account ({id, name}, in id order): the consent page lets the user grant any of them."""
+    return store._all("SELECT id, name FROM accounts ORDER BY id")
+
+
 def revoke(store: Store, client_id: str, account_id: int) -> dict:
     """What the user does in "API Access" settings: the app loses its access to the account. Its access
     tokens are then refused (403) everywhere, its refresh tokens at /oauth2/token (403), and unused

@@ -11,7 +11,16 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 
 from ..clock import parse_timestamp
 from ..errors import InvalidField, NotFound
-from ..oauth import SCOPE, AuthorizeError, OAuthServer, get_app, list_apps, register_app, revoke
+from ..oauth import (
+    SCOPE,
+    AuthorizeError,
+    OAuthServer,
+    account_choices,
+    get_app,
+    list_apps,
+    register_app,
+    revoke,
+)
 from . import emulator, json_object, optional_json_object, route
 
 bp = Blueprint("oauth", __name__)
@@ -80,9 +89,7 @@ def authorize():
         if e.redirect is not None:
             return redirect(e.redirect, 302)
         return _error_page(e.error, e.description, e.status)
-    store = emulator().store
-    accounts = store._all("SELECT id, name FROM accounts ORDER BY id")
-    resp = _page("consent.html", app=pending["app"], pending=pending, accounts=accounts,
+    resp = _page("consent.html", app=pending["app"], pending=pending, accounts=account_choices(emulator().store),
                  default_account_id=emulator().default_account_id, scope=SCOPE,
                  redirect_host=urllib.parse.urlsplit(pending["redirect_uri"]).netloc or pending["redirect_uri"])
     resp.headers[AUTHORIZATION_HEADER] = pending["id"]
