@@ -18,9 +18,10 @@ from oauthlib.oauth2 import MobileApplicationClient
 from oauthlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidClientError, InvalidGrantError
 from requests_oauthlib import OAuth2Session
 
-from dcp_emulator import create_app
 from dcp_emulator.cli import build_parser
 from dcp_emulator.config import Config
+from dcp_emulator.pytest_plugin import DcpEmulator, DcpEmulatorError
+from dcp_emulator.server import EmulatorServer
 
 CALLBACK = "https://partner.example/oauth/callback"
 
@@ -394,24 +395,26 @@ def test_loopback_redirects_accepted_on_any_port_by_default(dcp_emulator):
                "http://127.0.0.1/callback, http://localhost:8000/cb).")
 
 
-@pytest.fixture
-def strict_client():
-    app = create_app(Config(oauth_strict_redirects=True))
-    yield app.test_client()
-    app.extensions["dcp_emulator"].close()
+@pytest.fixture(scope="module")
+def strict_emulator():
+    """A served emulator started with the strict redirect option (as --oauth-strict-redirects does)."""
+    server = EmulatorServer(Config(port=0, oauth_strict_redirects=True, log_requests=False)).start()
+    yield DcpEmulator(server.url)
+    server.shutdown()
 
 
-def test_strict_option_refuses_loopback_http_for_the_code_grant(strict_client):
-    app = strict_client.post("/_emulator/oauth/apps", json={"name": "Local", "redirect_uris": [
-        "http://127.0.0.1:8000/cb"]}).get_json()
-    resp = strict_client.get("/oauth2/authorize", query_string={
-        "client_id": app["client_id"], "redirect_uri": "http://127.0.0.1:8000/cb", "response_type": "code"})
-    assert resp.status_code == 400
-    assert "redirect_uri 'http://127.0.0.1:8000/cb' is insecure: the code grant requires an https:// redirect " \
-           "URI.</p>" in html.unescape(resp.get_data(as_text=True))
-    assert strict_client.get("/oauth2/authorize", query_string={
-        "client_id": app["client_id"], "redirect_uri": "http://127.0.0.1:8000/cb",
-        "response_type": "token"}).status_code == 200
+def test_strict_option_refuses_loopback_http_for_the_code_grant(strict_emulator):
+    app = strict_emulator.oauth_app(redirect_uris=["http://127.0.0.1:8000/cb"])
+    session = OAuth2Session(app["client_id"], redirect_uri="http://127.0.0.1:8000/cb", scope=["all"])
+    url, _ = session.authorization_url(strict_emulator.authorize_url)
+    error_page(requests.get(url, allow_redirects=False, timeout=10), 400, "invalid_request",
+               "redirect_uri 'http://127.0.0.1:8000/cb' is insecure: the code grant requires an https:// redirect URI.")
+    with pytest.raises(DcpEmulatorError) as refused:  # the fixture helper says why it cannot authorize
+        strict_emulator.authorize(app)
+    assert refused.value.status == 400 and "is insecure" in refused.value.body
+    implicit = OAuth2Session(client=MobileApplicationClient(app["client_id"]), redirect_uri="http://127.0.0.1:8000/cb")
+    url, _ = implicit.authorization_url(strict_emulator.authorize_url)
+    assert requests.get(url, allow_redirects=False, timeout=10).status_code == 200  # the implicit grant may
 
 
 def test_strict_option_from_env_and_cli():
@@ -544,6 +547,24 @@ def test_seeded_apps_generate_ids_and_round_trip_through_the_export(client):
     assert exported["oauth_apps"] == apps
     assert client.post("/_emulator/seed?reset=default", json=exported).status_code == 201
     assert client.get("/_emulator/state?format=json").get_json() == exported
+
+
+def test_issued_tokens_survive_export_and_reseed(client):
+    app = client.post("/_emulator/oauth/apps", json={"name": "A", "redirect_uris": [CALLBACK]}).get_json()
+    page = client.get("/oauth2/authorize", query_string={"client_id": app["client_id"], "redirect_uri": CALLBACK,
+                                                         "response_type": "code"})
+    decided = client.post(f"/_emulator/oauth/authorizations/{page.headers['X-Dcp-Emulator-Authorization']}", json={})
+    token = client.post("/oauth2/token", data={
+        "grant_type": "authorization_code", "code": decided.get_json()["params"]["code"], "redirect_uri": CALLBACK,
+        "client_id": app["client_id"], "client_secret": app["client_secret"]}).get_json()
+    exported = client.get("/_emulator/state?format=json").get_json()
+    assert client.post("/_emulator/seed?reset=default", json=exported).status_code == 201
+    refreshed = client.post("/oauth2/token", data={
+        "grant_type": "refresh_token", "refresh_token": token["refresh_token"], "client_id": app["client_id"],
+        "client_secret": app["client_secret"]})
+    assert refreshed.status_code == 200
+    assert client.get("/experiment/v1/dcp_services",
+                      headers={"Authorization": f"Bearer {token['access_token']}"}).status_code == 200
 
 
 def test_seed_errors_name_the_app(client):
