@@ -93,6 +93,14 @@ def test_parameters_in_the_query_string_as_the_vendor_documents(dcp_emulator):
     assert refreshed.status_code == 200 and set(refreshed.json()) == {"access_token", "expires_in", "token_type"}
 
 
+def test_authorization_request_as_a_form_body(dcp_emulator):
+    app = dcp_emulator.oauth_app(name="Form poster")
+    resp = requests.post(dcp_emulator.authorize_url, timeout=10, data={
+        "client_id": app["client_id"], "redirect_uri": CALLBACK, "response_type": "code", "scopes": "all"})
+    assert resp.status_code == 200 and "Authorize <span id=\"app-name\">Form poster</span>" in resp.text
+    assert [p["id"] for p in dcp_emulator.pending_authorizations()] == [resp.headers["X-Dcp-Emulator-Authorization"]]
+
+
 def test_client_credentials_in_the_form_body(dcp_emulator):
     app = dcp_emulator.oauth_app()
     session, authorization = start(dcp_emulator, app)
