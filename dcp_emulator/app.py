@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .clock import Clock
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
@@ -36,11 +37,13 @@ class Emulator:
     def __init__(self, config: Config):
         self.config = config
         self.version = __version__
-        self.store = Store(config.db, max_services_per_account=config.max_services_per_account)
+        self.clock = Clock()  # this emulator's time (tests move it); every part reads it through the store
+        self.store = Store(config.db, max_services_per_account=config.max_services_per_account, clock=self.clock)
         # Parts (S3, ingest worker, journal, ...) plug in here instead of being known to this class.
         self._reset_hooks: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
         self._readiness_checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self.add_reset_hook(self.clock.reset)  # a reset returns to real time
         self.journal = Journal(config.journal_size)
         self.faults = Faults()
         self.seed_status = "no start-up seed (default state)"
@@ -245,6 +248,10 @@ def create_app(config: Config | None = None) -> Flask:
     from .s3 import install as install_bulk_import
 
     install_bulk_import(app, emulator)  # S3 endpoint on this app's port, ingest worker, /_emulator/uploads
+
+    from .api.oauth import install as install_oauth
+
+    install_oauth(app, emulator)  # /oauth2/authorize, /oauth2/token, /_emulator/oauth/..., /_emulator/clock
 
     @app.before_request
     def _request_id() -> None:

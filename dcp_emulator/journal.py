@@ -19,7 +19,6 @@ from flask import Flask, Response, g, request
 
 from .auth import presented_token
 from .errors import InvalidField
-from .store import now
 
 BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
 _CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read back for the journal
@@ -169,7 +168,7 @@ def install(app: Flask, emulator) -> None:
             kind, account = _caller(emulator)
             started = g.get("journal_started", time.perf_counter())
             emulator.journal.record({
-                "timestamp": now(),
+                "timestamp": emulator.store.now(),  # the emulator's clock, as token expiry
                 "method": request.method,
                 "path": request.path,
                 "query": request.query_string.decode("latin-1"),

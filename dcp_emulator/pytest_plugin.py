@@ -255,6 +255,92 @@ class DcpEmulator:
         """Delete every fault rule."""
         self._call("DELETE", "/_emulator/faults")
 
+    # ------------------------------------------------------------------ clock
+    def clock(self) -> dict:
+        """The emulator's time: {"now", "offset_seconds", "real_time"}."""
+        return self._call("GET", "/_emulator/clock")
+
+    def advance_clock(self, seconds: float) -> dict:
+        """Move the emulator's clock by ``seconds`` (tokens, codes and presigned URLs expire; timestamps
+        move); every test starts on real time again."""
+        return self._call("POST", "/_emulator/clock", {"advance": seconds})
+
+    def set_clock(self, now: str) -> dict:
+        """Set the emulator's clock to a UTC timestamp such as ``"2030-01-01T00:00:00Z"`` (it keeps running)."""
+        return self._call("POST", "/_emulator/clock", {"now": now})
+
+    # ------------------------------------------------------------------ OAuth 2.0
+    @property
+    def authorize_url(self) -> str:
+        """The OAuth authorization endpoint (the vendor's https://app.optimizely.com/oauth2/authorize)."""
+        return f"{self.url}/oauth2/authorize"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (the vendor's https://app.optimizely.com/oauth2/token)."""
+        return f"{self.url}/oauth2/token"
+
+    def oauth_app(self, name: str = "Partner app", redirect_uris: list[str] | tuple[str, ...] | str =
+                  ("https://partner.example/oauth/callback",), client_type: str = "confidential",
+                  client_id: str | None = None, client_secret: str | None = None,
+                  account_id: int | None = None) -> dict:
+        """Register an OAuth application; returns it with its client_id and (confidential) client_secret."""
+        fields = {"name": name, "redirect_uris": [redirect_uris] if isinstance(redirect_uris, str)
+                  else list(redirect_uris), "client_type": client_type, "client_id": client_id,
+                  "client_secret": client_secret, "account_id": account_id}
+        return self._call("POST", "/_emulator/oauth/apps", {k: v for k, v in fields.items() if v is not None})
+
+    def authorize(self, app: Mapping[str, Any] | str, account: int | None = None, accept: bool = True, *,
+                  response_type: str = "code", redirect_uri: str | None = None,
+                  state: str | None = None) -> Any:
+        """Run the user's part of the flow without a browser: open the authorization URL, then accept (or
+        deny) for ``account`` (default: the default account). Returns the code for an accepted code
+        grant, else the parameters the redirect carries (the implicit grant's fragment, or the error)."""
+        client_id = app if isinstance(app, str) else app["client_id"]
+        if redirect_uri is None:
+            uris = ([] if isinstance(app, str) else app.get("redirect_uris")) or \
+                self._call("GET", f"/_emulator/oauth/apps/{urllib.parse.quote(client_id, safe='')}")["redirect_uris"]
+            redirect_uri = uris[0]
+        query = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": response_type,
+                 "scopes": "all", "state": state}
+        url = self.authorize_url + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        opener = urllib.request.build_opener(_NoRedirect)  # an error redirect points at the partner's server
+        try:
+            with opener.open(url, timeout=self.timeout) as resp:
+                authorization = resp.headers.get("X-Dcp-Emulator-Authorization")
+        except urllib.error.HTTPError as e:
+            where = e.headers.get("Location") or e.read().decode("utf-8", errors="replace")
+            raise DcpEmulatorError(f"GET /oauth2/authorize answered {e.code}: {where}", e.code, where) from None
+        outcome = self.decide_authorization(authorization, account, accept)
+        if accept and response_type == "code":
+            return outcome["params"]["code"]
+        return outcome["params"]
+
+    def pending_authorizations(self) -> list[dict]:
+        """Authorization requests waiting on the consent page (e.g. opened by the code under test)."""
+        return self._call("GET", "/_emulator/oauth/authorizations")["authorizations"]
+
+    def decide_authorization(self, authorization_id: str, account: int | None = None, accept: bool = True) -> dict:
+        """Accept or deny a pending authorization for ``account``: {"redirect_to", "params", ...}."""
+        body: dict[str, Any] = {"accept": accept}
+        if account is not None:
+            body["account_id"] = account
+        return self._call("POST", f"/_emulator/oauth/authorizations/{urllib.parse.quote(authorization_id, safe='')}",
+                          body)
+
+    def revoke_oauth_app(self, app: Mapping[str, Any] | str, account: int | None = None) -> dict:
+        """What the user does in "API Access" settings: the app's tokens for ``account`` stop working (403)."""
+        client_id = app if isinstance(app, str) else app["client_id"]
+        body = {"account_id": account} if account is not None else {}
+        return self._call("POST", f"/_emulator/oauth/apps/{urllib.parse.quote(client_id, safe='')}/revoke", body)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back as an HTTPError instead of following it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
 
 def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = None) -> pathlib.Path:
     """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory;
