@@ -51,7 +51,7 @@ from .s3_request import (
     invalid_argument,
     malformed_xml,
     moto_bucket_and_key,
-    normalize_conditional_dates,
+    normalize_for_moto,
     parse_query,
     refuse_form_body,
 )
@@ -214,11 +214,10 @@ class S3Gateway:
             refuse_form_body(environ, puts_object=method == "PUT" and bool(key) and _carries_object_bytes(
                 query, environ) and not {"partNumber", "uploadId"} & query.keys())
             self._check_upload_id(bucket, key, query)
-            if bucket == IMPORT_BUCKET:
-                check_parameters(method, key, query, self._backend, moto_bucket)
+            check_parameters(method, key, query, environ, self._backend, moto_bucket)
             self._check_size(method, bucket, key, query, environ)
             xml_body = check_xml_body(method, key, query, environ)
-            normalize_conditional_dates(environ)
+            normalize_for_moto(environ)
         except S3Error as e:
             if e.code not in ("EntityTooLarge", "MissingContentLength"):  # those bodies are not read
                 _drain(environ)
@@ -403,9 +402,12 @@ class S3Gateway:
         if not key.startswith(prefix):
             raise _denied(f"Access to {key!r} denied. {may}.")
         source = _header(environ, "x-amz-copy-source")
-        if source:
+        if source is not None:
             src = copy_source(source)  # read as moto reads it
-            if src is None or src[0] != IMPORT_BUCKET or not src[1].startswith(prefix):
+            if src is None:
+                raise invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey.",
+                                       "x-amz-copy-source", source)
+            if src[0] != IMPORT_BUCKET or not src[1].startswith(prefix):
                 raise _denied(f"Copy source {source!r} is outside this key's scope. {may}.")
         if method not in ("PUT", "POST"):
             return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 import io
+import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 from xml.etree import ElementTree as ET
@@ -34,8 +35,13 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 XML_BODY_SUBRESOURCES = ("tagging", "acl", "retention", "legal-hold", "restore", "select", "uploadId")
 # Subresources of an existing object: S3 answers NoSuchKey when there is no such object.
 _OBJECT_SUBRESOURCES = ("tagging", "acl", "retention", "legal-hold", "restore", "attributes")
+_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS")
 # POST on a key must name one of these; anything else is S3's MethodNotAllowed.
 _POST_SUBRESOURCES = ("uploads", "uploadId", "restore", "select")
+# The canned ACLs S3 knows (x-amz-acl); moto fails on any other value.
+_CANNED_ACLS = ("private", "public-read", "public-read-write", "aws-exec-read", "authenticated-read",
+                "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write")
+_RANGE_RE = re.compile(r"bytes=(\d*-\d*)(,\s*\d*-\d*)*\Z")
 _XML_BODY_LIMIT = 4 << 20  # bytes of an XML body read up front (a complete list of 10,000 parts fits)
 
 
@@ -157,8 +163,16 @@ def check_presign_expiry(expires: str | None) -> int:
     return seconds
 
 
-def check_parameters(method: str, key: str, query: dict[str, str], backend: Any, bucket: Any) -> None:
+def check_parameters(method: str, key: str, query: dict[str, str], environ: dict, backend: Any,
+                     bucket: Any) -> None:
     """S3's own validation of the parameters moto trusts (it would fail with an exception instead)."""
+    if method not in _METHODS:
+        raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
+                      Method=method[:40], ResourceType="OBJECT" if key else "BUCKET")
+    acl = header(environ, "x-amz-acl")
+    if acl is not None and acl not in _CANNED_ACLS:
+        raise invalid_argument(f"x-amz-acl must be one of S3's canned ACLs: {', '.join(_CANNED_ACLS)}.", "x-amz-acl",
+                               acl)
     for name in _INTEGER_PARAMS:
         if name in query:
             _integer(name, query[name], 0, _INT32_MAX,
@@ -175,10 +189,29 @@ def check_parameters(method: str, key: str, query: dict[str, str], backend: Any,
         raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource: POST on an "
                       "object needs ?uploads, ?uploadId=..., ?restore or ?select.", 405, Method="POST",
                       ResourceType="OBJECT")
-    multipart = "uploadId" in query or "uploads" in query
-    if not multipart and "versionId" not in query and any(name in query for name in _OBJECT_SUBRESOURCES) \
-            and bucket.keys.get(key) is None:
-        raise S3Error("NoSuchKey", "The specified key does not exist.", 404, Key=key)
+    if method == "POST" and "uploads" in query and not any(name in query for name in ("uploadId", "restore", "select")) \
+            and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+        raise S3Error("InvalidRequest", "CreateMultipartUpload (POST ?uploads) takes no request body.", 400)
+    # moto serves a multipart operation first (uploadId, POST ?uploads); any other subresource of an
+    # object assumes the object (or the version asked for) exists.
+    multipart = query.get("uploadId") or (method == "POST" and "uploads" in query)
+    if not multipart and any(name in query for name in _OBJECT_SUBRESOURCES):
+        version_id = query.get("versionId")
+        if not _object_exists(bucket, key, version_id):
+            if version_id is None:
+                raise S3Error("NoSuchKey", "The specified key does not exist.", 404, Key=key)
+            raise S3Error("NoSuchVersion", "The specified version does not exist.", 404, Key=key,
+                          VersionId=version_id)
+
+
+def _object_exists(bucket: Any, key: str, version_id: str | None) -> bool:
+    """Whether moto's bucket holds the object (that version of it), looked up as moto looks it up."""
+    from moto.s3.models import FakeKey
+
+    versions = bucket.keys.getlist(key, default=[])
+    if version_id is None:
+        return bool(versions) and isinstance(versions[-1], FakeKey)
+    return any(isinstance(v, FakeKey) and str(v.version_id) == version_id for v in versions)
 
 
 def _integer(name: str, value: str, low: int, high: int, message: str) -> None:
@@ -194,8 +227,8 @@ def check_xml_body(method: str, key: str, query: dict[str, str], environ: dict) 
     """
     if not key or method not in ("PUT", "POST") or not any(name in query for name in XML_BODY_SUBRESOURCES):
         return False
-    if "partNumber" in query or header(environ, "x-amz-copy-source"):
-        return False  # UploadPart(Copy): the body is object data
+    if method == "PUT" and ("partNumber" in query or header(environ, "x-amz-copy-source") is not None):
+        return False  # UploadPart(Copy), CopyObject: the body is object data (or nothing)
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -217,12 +250,15 @@ def malformed_xml() -> S3Error:
                    "published schema.", 400)
 
 
-def normalize_conditional_dates(environ: dict) -> None:
-    """If-(Un)Modified-Since as moto can read them: an HTTP date in RFC 1123 form, or dropped.
+def normalize_for_moto(environ: dict) -> None:
+    """Headers S3 ignores when malformed, made readable for moto (which fails on them) or dropped.
 
-    A date that is not an HTTP date is ignored, as HTTP requires and S3 does; moto only parses the
-    RFC 1123 form and fails on anything else.
+    If-(Un)Modified-Since: a date that is not an HTTP date is ignored, as HTTP requires and S3 does;
+    moto only parses the RFC 1123 form. Range: a value that is not a byte range is ignored too.
     """
+    value = environ.get("HTTP_RANGE")
+    if value is not None and not _RANGE_RE.match(value.strip()):
+        del environ["HTTP_RANGE"]
     for key in ("HTTP_IF_MODIFIED_SINCE", "HTTP_IF_UNMODIFIED_SINCE"):
         value = environ.get(key)
         if value is None:
