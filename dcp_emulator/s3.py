@@ -303,9 +303,16 @@ class S3Gateway:
     def _authenticate(self, environ: dict, method: str, params: dict[str, str]) -> dict:
         """The issuer of the request's access key, after checking the SigV4 signature."""
         auth = environ.get("HTTP_AUTHORIZATION") or ""
+        if auth and any(name in params for name in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")):
+            raise S3Error("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
+                          "parameter, Signature query string parameter or the Authorization header should be "
+                          "specified.", 400, ArgumentName="Authorization", ArgumentValue=auth[:200])
         if auth.startswith("AWS4-HMAC-SHA256 "):
-            fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",")
-                          if "=" in part)
+            pairs = [part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",") if "=" in part]
+            fields = dict(pairs)
+            if len(fields) != len(pairs):  # e.g. two Authorization headers, joined by the server
+                raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed: each of "
+                              "Credential, SignedHeaders and Signature must appear once.", 400)
             credential, signed, signature = fields.get("Credential"), fields.get("SignedHeaders"), \
                 fields.get("Signature")
             timestamp = _header(environ, "x-amz-date") or ""

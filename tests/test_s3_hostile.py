@@ -150,6 +150,30 @@ def test_a_repeated_prefix_cannot_widen_a_listing(env):
     _wait(url)
 
 
+# ---------------------------------------------------------------------- repeated credentials
+def test_two_authorization_headers_or_two_auth_mechanisms_are_refused(env):
+    """The check must not read one credential and its signature from two different places."""
+    url, t1, t2 = env["url"], env["t1"], env["t2"]
+    target = _path(t1, "x.csv")
+    signed = {}
+    for who in (t1, t2):
+        request = AWSRequest(method="GET", url=f"{url}{target}")
+        S3SigV4Auth(Credentials(who["aws_access_key"], who["aws_secret_key"]), "s3", "us-east-1").add_auth(request)
+        signed[who["id"]] = dict(request.headers)
+    conn = http.client.HTTPConnection(url.split("//", 1)[1], timeout=30)
+    conn.putrequest("GET", target, skip_accept_encoding=True)
+    for name, value in signed[t1["id"]].items():
+        conn.putheader(name, value)
+    conn.putheader("Authorization", signed[t2["id"]]["Authorization"])
+    conn.endheaders()
+    resp = conn.getresponse()
+    refused(Answer(resp.status, resp.read()), 400, "AuthorizationHeaderMalformed", "must appear once")
+    conn.close()
+    presigned = _presign(url, t2, f"{t2['s3_path']}/x.csv", 60)
+    query = presigned.split("?", 1)[1]
+    refused(send(url, t1, "GET", f"{target}?{query}"), 400, "InvalidArgument", "Only one auth mechanism")
+
+
 # ---------------------------------------------------------------------- item 3: Host forms
 @pytest.mark.parametrize("host", ["www.optimizely-import.example.test", "www.optimizely-import.localhost",
                                   "dcp.example.test", "optimizely-import.s3-accesspoint.example.test"])
