@@ -211,8 +211,8 @@ class S3Gateway:
             owner = self._authenticate(environ, method, query)
             self._check_same_target(environ, bucket, key)
             target = self._authorize(owner, method, bucket, key, query, environ)
-            refuse_form_body(environ, puts_object=method == "PUT" and bool(key) and _carries_object_bytes(
-                query, environ) and not {"partNumber", "uploadId"} & query.keys())
+            refuse_form_body(environ, puts_object=method == "PUT" and bool(key) and self._completes_object(method, query)
+                             and _header(environ, "x-amz-copy-source") is None)
             self._check_upload_id(bucket, key, query)
             check_parameters(method, key, query, environ, self._backend, moto_bucket)
             self._check_size(method, bucket, key, query, environ)
@@ -261,9 +261,10 @@ class S3Gateway:
         start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
         return body
 
-    def _internal_error(self, start_response: Callable, e: Exception, resource: str, request_id: str,
+    @staticmethod
+    def _internal_error(start_response: Callable, e: Exception, resource: str, request_id: str,
                         method: str) -> Iterable[bytes]:
-        return self._error(start_response, S3Error("InternalError", f"Internal emulator error "
+        return S3Gateway._error(start_response, S3Error("InternalError", f"Internal emulator error "
                            f"({type(e).__name__}: {e}); this is a bug in dcp-emulator.", 500),
                            resource, request_id, method)
 
@@ -304,9 +305,9 @@ class S3Gateway:
         """The issuer of the request's access key, after checking the SigV4 signature."""
         auth = environ.get("HTTP_AUTHORIZATION") or ""
         if auth and any(name in params for name in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")):
-            raise S3Error("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query "
-                          "parameter, Signature query string parameter or the Authorization header should be "
-                          "specified.", 400, ArgumentName="Authorization", ArgumentValue=auth[:200])
+            raise invalid_argument("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                                   "Signature query string parameter or the Authorization header should be "
+                                   "specified.", "Authorization", auth)
         if auth.startswith("AWS4-HMAC-SHA256 "):
             pairs = [part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",") if "=" in part]
             fields = dict(pairs)

@@ -206,6 +206,21 @@ def test_a_percent_encoded_bucket_name_is_refused(env):
     _nothing_stored(url)
 
 
+def test_a_raw_path_moto_reads_differently_is_refused(client, auth):
+    """A server that passes ``//optimizely-import/KEY`` on as the raw path: moto keeps the bucket in the key.
+
+    (werkzeug's server collapses the leading slashes before anything sees them; other servers need not.)
+    """
+    from dcp_api import create_service, create_table
+
+    table = create_table(client, auth, create_service(client, auth)["id"])
+    path = f"/{BUCKET}/{table['s3_path']}/x.csv"
+    status, body = _signed(client, table, "PUT", path, "", {}, b"customerId\nraw\n", raw_path="/" + path)
+    answer = Answer(status, body)
+    refused(answer, 400, "InvalidArgument", "Ambiguous request", f"key '{BUCKET}/{table['s3_path']}/x.csv'")
+    assert client.get("/_emulator/uploads").get_json() == []
+
+
 def test_path_style_and_virtual_hosted_style_hosts_still_work(env):
     url, t2 = env["url"], env["t2"]
     port = url.rsplit(":", 1)[1]
@@ -220,35 +235,35 @@ def test_path_style_and_virtual_hosted_style_hosts_still_work(env):
 
 # ---------------------------------------------------------------------- item 14: S3's errors, not 500s
 MALFORMED = [
-    # (method, path name or None for the bucket, query, headers, body, status, code, words in the message)
-    ("GET", None, "list-type=2&prefix=@&max-keys=abc", {}, b"", 400, "InvalidArgument", "max-keys"),
-    ("GET", None, "prefix=@&max-keys=-1", {}, b"", 400, "InvalidArgument", "max-keys"),
-    ("GET", None, "uploads&prefix=@&max-uploads=99999999999", {}, b"", 400, "InvalidArgument", "max-uploads"),
-    ("GET", None, "list-type=2&prefix=@&continuation-token=bogus", {}, b"", 400, "InvalidArgument",
+    # (method, path name or None for the bucket, query, body, status, code, words in the message)
+    ("GET", None, "list-type=2&prefix=@&max-keys=abc", b"", 400, "InvalidArgument", "max-keys"),
+    ("GET", None, "prefix=@&max-keys=-1", b"", 400, "InvalidArgument", "max-keys"),
+    ("GET", None, "uploads&prefix=@&max-uploads=99999999999", b"", 400, "InvalidArgument", "max-uploads"),
+    ("GET", None, "list-type=2&prefix=@&continuation-token=bogus", b"", 400, "InvalidArgument",
      "continuation token"),
-    ("GET", "a.csv", "partNumber=abc", {}, b"", 400, "InvalidArgument", "Part number"),
-    ("GET", "a.csv", "partNumber=10001", {}, b"", 400, "InvalidArgument", "Part number"),
-    ("POST", "a.csv", "", {}, b"", 405, "MethodNotAllowed", "POST"),
-    ("POST", "a.csv", "", {}, b"customerId\nx\n", 405, "MethodNotAllowed", "POST"),
-    ("PUT", "a.csv", "tagging", {}, b"<Tagging><TagSet>", 400, "MalformedXML", "not well-formed"),
-    ("PUT", "a.csv", "tagging", {}, b"<Tagging/>", 400, "MalformedXML", "not well-formed"),
-    ("PUT", "a.csv", "acl", {}, b"not xml", 400, "MalformedXML", "not well-formed"),
-    ("POST", "a.csv", "restore", {}, b"<RestoreRequest", 400, "MalformedXML", "not well-formed"),
-    ("POST", "a.csv", "restore", {}, b"<RestoreRequest/>", 400, "MalformedXML", "not well-formed"),
-    ("DELETE", "missing.csv", "tagging", {}, b"", 404, "NoSuchKey", "does not exist"),
-    ("PUT", "missing.csv", "tagging", {}, b"<Tagging><TagSet/></Tagging>", 404, "NoSuchKey", "does not exist"),
-    ("GET", "missing.csv", "acl", {}, b"", 404, "NoSuchKey", "does not exist"),
+    ("GET", "a.csv", "partNumber=abc", b"", 400, "InvalidArgument", "Part number"),
+    ("GET", "a.csv", "partNumber=10001", b"", 400, "InvalidArgument", "Part number"),
+    ("POST", "a.csv", "", b"", 405, "MethodNotAllowed", "POST"),
+    ("POST", "a.csv", "", b"customerId\nx\n", 405, "MethodNotAllowed", "POST"),
+    ("PUT", "a.csv", "tagging", b"<Tagging><TagSet>", 400, "MalformedXML", "not well-formed"),
+    ("PUT", "a.csv", "tagging", b"<Tagging/>", 400, "MalformedXML", "not well-formed"),
+    ("PUT", "a.csv", "acl", b"not xml", 400, "MalformedXML", "not well-formed"),
+    ("POST", "a.csv", "restore", b"<RestoreRequest", 400, "MalformedXML", "not well-formed"),
+    ("POST", "a.csv", "restore", b"<RestoreRequest/>", 400, "MalformedXML", "not well-formed"),
+    ("DELETE", "missing.csv", "tagging", b"", 404, "NoSuchKey", "does not exist"),
+    ("PUT", "missing.csv", "tagging", b"<Tagging><TagSet/></Tagging>", 404, "NoSuchKey", "does not exist"),
+    ("GET", "missing.csv", "acl", b"", 404, "NoSuchKey", "does not exist"),
 ]
 
 
-@pytest.mark.parametrize("case", MALFORMED, ids=lambda c: f"{c[0]} {c[2] or c[1]} {c[4][:12]!r}")
+@pytest.mark.parametrize("case", MALFORMED, ids=lambda c: f"{c[0]} {c[2] or c[1]} {c[3][:12]!r}")
 def test_malformed_signed_requests_get_s3s_error(env, case):
-    method, name, query, headers, body, status, code, words = case
+    method, name, query, body, status, code, words = case
     url, t1 = env["url"], env["t1"]
     _client_for(url, t1).put_object(Bucket=BUCKET, Key=f"{t1['s3_path']}/a.csv", Body=b"customerId\nx\n")
     target = (_path(t1, name) if name else f"/{BUCKET}") + (
         "?" + query.replace("@", quote(t1["s3_path"] + "/", safe="")) if query else "")
-    refused(send(url, t1, method, target, body, headers=headers), status, code, words)
+    refused(send(url, t1, method, target, body), status, code, words)
 
 
 @pytest.mark.parametrize("since, when", [("garbage", None), ("Sun, 06 Nov 1994 08:49:37 GMT", "past"),
@@ -351,12 +366,15 @@ def fuzz_target(client, auth):
     return client, target
 
 
-def _signed(client, table: dict, method: str, path: str, query: str, headers: dict, body: bytes):
-    url = f"http://localhost{path}" + (f"?{query}" if query else "")
+def _signed(client, table: dict, method: str, path: str, query: str, headers: dict, body: bytes,
+            raw_path: str | None = None):
+    """A signed request through the WSGI app; ``raw_path`` is the path as a server passes it on (RAW_URI)."""
+    url = f"http://localhost{raw_path or path}" + (f"?{query}" if query else "")
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     S3SigV4Auth(Credentials(table["aws_access_key"], table["aws_secret_key"]), "s3", "us-east-1").add_auth(request)
     resp = client.open(path + (f"?{query}" if query else ""), method=method, data=body,
-                       headers=dict(request.headers), environ_overrides={"CONTENT_LENGTH": str(len(body))})
+                       headers=dict(request.headers), environ_overrides={
+                           "CONTENT_LENGTH": str(len(body)), **({"RAW_URI": raw_path} if raw_path else {})})
     return resp.status_code, resp.get_data()
 
 
