@@ -395,7 +395,9 @@ class S3Gateway:
         if bucket != IMPORT_BUCKET:
             raise _denied(f"Bucket {bucket!r} is not the import bucket. {may}.")
         if not key:
-            if method == "HEAD" or (method == "GET" and "location" in query):
+            # GetBucketLocation only when it is all the request asks: moto serves ?location&uploads as
+            # ListMultipartUploads (of every key), so ?location must not skip the listing check.
+            if method == "HEAD" or (method == "GET" and {k for k in query if not k.startswith("X-Amz-")} == {"location"}):
                 return None  # HeadBucket / GetBucketLocation
             if method == "GET" and not (query.keys() - {"list-type", "prefix", "delimiter", "max-keys", "marker",
                                                         "continuation-token", "start-after", "encoding-type",

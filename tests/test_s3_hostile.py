@@ -150,6 +150,18 @@ def test_a_repeated_prefix_cannot_widen_a_listing(env):
     _wait(url)
 
 
+def test_location_does_not_unlock_a_listing_moto_serves_first(env):
+    """moto answers ?location&uploads with ListMultipartUploads: the listing's scope check applies."""
+    url, t1, t2 = env["url"], env["t1"], env["t2"]
+    upload_id = _client_for(url, t1).create_multipart_upload(Bucket=BUCKET, Key=f"{t1['s3_path']}/o.csv")["UploadId"]
+    for query in ("location&uploads", "uploads&location", "location&list-type=2", "location&prefix="):
+        answer = send(url, t2, "GET", f"/{BUCKET}?{query}")
+        refused(answer, 403, "AccessDenied", "bucket-level operation is not allowed", "may only write and list")
+        assert upload_id.encode() not in answer.body
+    located = send(url, t2, "GET", f"/{BUCKET}?location")
+    assert located.status == 200 and b"LocationConstraint" in located.body
+
+
 # ---------------------------------------------------------------------- repeated credentials
 def test_two_authorization_headers_or_two_auth_mechanisms_are_refused(env):
     """The check must not read one credential and its signature from two different places."""
