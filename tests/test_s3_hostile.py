@@ -395,21 +395,28 @@ def _signed(client, table: dict, method: str, path: str, query: str, headers: di
 @given(method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD", "GET", "PUT", "POST", "OPTIONS", "PATCH"]),
        where=st.sampled_from(["key", "key", "key", "missing", "bucket", "bucket", "root"]),
        params=st.dictionaries(st.sampled_from(PARAMS), _VALUES, max_size=4),
-       repeat=st.booleans(),
+       repeat=st.sampled_from([False] * 5 + [True]),
        headers=st.dictionaries(st.sampled_from(HEADERS), _HEADER_VALUES, max_size=3),
-       body=_BODIES)
+       body=_BODIES,
+       host=st.sampled_from(["localhost"] * 4 + ["optimizely-import.localhost", "www.optimizely-import.localhost",
+                                                 "dcp.example.test", "127.0.0.1:9", "localhost,optimizely-import.x"]),
+       slashes=st.sampled_from(["/"] * 4 + ["//", "%2F"]))
 def test_fuzzed_signed_requests_never_get_a_5xx_or_a_non_xml_error(fuzz_target, method, where, params, repeat,
-                                                                     headers, body):
+                                                                     headers, body, host, slashes):
     client, target = fuzz_target
     fill = {"@prefix": target["prefix"], "@upload": target["upload"], "@copy": f"/{BUCKET}/{target['key']}"}
     params = {name: fill.get(value, value) for name, value in params.items()}
     headers = {name: fill.get(value, value) for name, value in headers.items()}
     path = {"key": f"/{BUCKET}/{target['key']}", "missing": f"/{BUCKET}/{target['prefix']}missing.csv",
             "bucket": f"/{BUCKET}", "root": "/"}[where]
+    if host.startswith(BUCKET) and path.startswith(f"/{BUCKET}"):  # virtual-hosted style
+        path = path[len(BUCKET) + 1:] or "/"
+    raw_path = slashes + path[1:] if slashes != "/" and path != "/" else None  # as a server may pass it on
     query = urlencode(list(params.items()), quote_via=quote)
     if repeat and params:
         query += "&" + urlencode([next(iter(params.items()))], quote_via=quote)
-    status, answer = _signed(client, target["table"], method, path, query, headers, body)
+    status, answer = _signed(client, target["table"], method, path, query, {**headers, "Host": host}, body,
+                             raw_path=raw_path)
     assert status < 500, (status, answer[:800])
     if status >= 400 and method != "HEAD":
         root = ET.fromstring(answer)  # an S3 XML error document, never HTML or an empty body
