@@ -32,7 +32,7 @@ _INT32_MAX = 2**31 - 1
 _INTEGER_PARAMS = ("max-keys", "max-uploads", "max-parts", "part-number-marker", "max-buckets")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Subresources whose request body is an XML document (PUT/POST on a key).
-XML_BODY_SUBRESOURCES = ("tagging", "acl", "retention", "legal-hold", "restore", "select", "uploadId")
+_XML_BODY_SUBRESOURCES = ("tagging", "acl", "retention", "legal-hold", "restore", "select", "uploadId")
 # Subresources of an existing object: S3 answers NoSuchKey when there is no such object.
 _OBJECT_SUBRESOURCES = ("tagging", "acl", "retention", "legal-hold", "restore", "attributes")
 _METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS")
@@ -151,7 +151,7 @@ def check_presign_expiry(expires: str | None) -> int:
     """X-Amz-Expires as S3 validates it: a number of seconds from 0 to 7 days."""
     if expires is None:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be given in a presigned URL.", 400)
-    if not expires.strip().lstrip("-").isdigit() or not expires.isascii():
+    if not re.fullmatch(r"-?[0-9]+", expires):
         raise S3Error("AuthorizationQueryParametersError", f"X-Amz-Expires should be a number, not {expires[:40]!r}.",
                       400)
     seconds = int(expires)
@@ -189,8 +189,8 @@ def check_parameters(method: str, key: str, query: dict[str, str], environ: dict
         raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource: POST on an "
                       "object needs ?uploads, ?uploadId=..., ?restore or ?select.", 405, Method="POST",
                       ResourceType="OBJECT")
-    if method == "POST" and "uploads" in query and not any(name in query for name in ("uploadId", "restore", "select")) \
-            and environ.get("CONTENT_LENGTH") not in (None, "", "0"):
+    creates_upload = method == "POST" and "uploads" in query and not {"uploadId", "restore", "select"} & query.keys()
+    if creates_upload and _has_body(environ):
         raise S3Error("InvalidRequest", "CreateMultipartUpload (POST ?uploads) takes no request body.", 400)
     # moto serves a multipart operation first (uploadId, POST ?uploads); any other subresource of an
     # object assumes the object (or the version asked for) exists.
@@ -202,6 +202,11 @@ def check_parameters(method: str, key: str, query: dict[str, str], environ: dict
                 raise S3Error("NoSuchKey", "The specified key does not exist.", 404, Key=key)
             raise S3Error("NoSuchVersion", "The specified version does not exist.", 404, Key=key,
                           VersionId=version_id)
+
+
+def _has_body(environ: dict) -> bool:
+    chunked = "chunked" in (header(environ, "transfer-encoding") or "").lower()
+    return chunked or environ.get("CONTENT_LENGTH") not in (None, "", "0")
 
 
 def _object_exists(bucket: Any, key: str, version_id: str | None) -> bool:
@@ -225,7 +230,7 @@ def check_xml_body(method: str, key: str, query: dict[str, str], environ: dict) 
     The body is read (bounded) and put back for moto. Documents that are XML but not the schema S3
     expects are refused by the caller when moto fails on them.
     """
-    if not key or method not in ("PUT", "POST") or not any(name in query for name in XML_BODY_SUBRESOURCES):
+    if not key or method not in ("PUT", "POST") or not any(name in query for name in _XML_BODY_SUBRESOURCES):
         return False
     if method == "PUT" and ("partNumber" in query or header(environ, "x-amz-copy-source") is not None):
         return False  # UploadPart(Copy), CopyObject: the body is object data (or nothing)

@@ -319,7 +319,8 @@ def _presign(url: str, entity: dict, key: str, expires) -> str:
 
 
 @pytest.mark.parametrize("expires, words", [(7 * 24 * 3600 + 1, "less than a week"), (10**15, "less than a week"),
-                                            (-1, "non-negative"), ("abc", "should be a number")])
+                                            (-1, "non-negative"), ("abc", "should be a number"),
+                                            ("--5", "should be a number")])
 def test_presigned_expiry_beyond_seven_days_is_authorization_query_parameters_error(env, expires, words):
     url, t1 = env["url"], env["t1"]
     key = f"{t1['s3_path']}/a.csv"
