@@ -42,8 +42,8 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from .ingest import Ingestor
+from .s3_errors import S3Error
 from .s3_request import (
-    S3Error,
     check_parameters,
     check_presign_expiry,
     check_xml_body,

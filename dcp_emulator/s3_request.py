@@ -26,6 +26,8 @@ from xml.etree import ElementTree as ET
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_options_header
 
+from .s3_errors import S3Error
+
 MAX_EXPIRES = 7 * 24 * 3600  # S3's limit for a presigned URL's X-Amz-Expires (seconds)
 _INT32_MAX = 2**31 - 1
 # Query parameters S3 requires to be (non-negative) integers.
@@ -43,14 +45,6 @@ _CANNED_ACLS = ("private", "public-read", "public-read-write", "aws-exec-read", 
                 "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write")
 _RANGE_RE = re.compile(r"bytes=(\d*-\d*)(,\s*\d*-\d*)*\Z")
 _XML_BODY_LIMIT = 4 << 20  # bytes of an XML body read up front (a complete list of 10,000 parts fits)
-
-
-class S3Error(Exception):
-    """An S3 error answered as S3's XML error document."""
-
-    def __init__(self, code: str, message: str, status: int = 403, **extra: Any):
-        super().__init__(message)
-        self.code, self.message, self.status, self.extra = code, message, status, extra
 
 
 def invalid_argument(message: str, name: str, value: str) -> S3Error:
