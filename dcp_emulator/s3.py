@@ -205,6 +205,10 @@ class S3Gateway:
         resource = "/" + (bucket or "") + ("/" + key if key else "")
         moto_bucket = self.ensure_bucket()  # a moto reset (mock_aws in the same process) may have dropped it
         environ = dict(environ)  # normalized below for moto; the server's environ stays as it was
+        if not environ.get("RAW_URI") and environ.get("REQUEST_URI"):
+            # moto takes the undecoded path from RAW_URI only (gunicorn, werkzeug); waitress says REQUEST_URI.
+            # Without it moto percent-decodes the decoded path again: 'a%2541' would be key 'aA', not 'a%41'.
+            environ["RAW_URI"] = environ["REQUEST_URI"]
         try:
             # One parsed reading of the request for the checks and for moto (see s3_request).
             query = parse_query(environ)

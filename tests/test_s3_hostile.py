@@ -233,6 +233,23 @@ def test_a_raw_path_moto_reads_differently_is_refused(client, auth):
     assert client.get("/_emulator/uploads").get_json() == []
 
 
+def test_a_server_without_raw_uri_stores_keys_with_percent_signs_under_their_own_name(client, auth):
+    """waitress passes the undecoded path as REQUEST_URI only; moto would decode the key twice."""
+    from dcp_api import create_service, create_table
+
+    table = create_table(client, auth, create_service(client, auth)["id"])
+    key = f"{table['s3_path']}/100%41.csv"
+    path = f"/{BUCKET}/{quote(key, safe='/')}"
+    request = AWSRequest(method="PUT", url=f"http://localhost{path}", data=b"customerId\npct\n")
+    S3SigV4Auth(Credentials(table["aws_access_key"], table["aws_secret_key"]), "s3", "us-east-1").add_auth(request)
+    resp = client.put(path, data=b"customerId\npct\n", headers=dict(request.headers),
+                      environ_overrides={"RAW_URI": "", "REQUEST_URI": path})
+    assert resp.status_code == 200, resp.get_data()
+    client.post("/_emulator/uploads/wait", json={"timeout": 30})
+    [upload] = client.get("/_emulator/uploads").get_json()
+    assert (upload["key"], upload["status"]) == (key, "succeeded")
+
+
 def test_path_style_and_virtual_hosted_style_hosts_still_work(env):
     url, t2 = env["url"], env["t2"]
     port = url.rsplit(":", 1)[1]
