@@ -441,3 +441,31 @@ def test_fuzzed_signed_requests_never_get_a_5xx_or_a_non_xml_error(fuzz_target, 
         assert root.tag == "Error" and root.findtext("Code") and root.findtext("Message"), answer[:800]
     if repeat and params:
         assert status == 400 and (method == "HEAD" or b"<Code>InvalidArgument</Code>" in answer), answer[:800]
+
+
+# ---------------------------------------------------------------------- garbage bytes in an uploaded file
+@pytest.mark.parametrize("tail, offset_from_end", [(b"\xe3\x81", 2), (b"\xe3", 1)])
+def test_a_file_ending_inside_a_utf8_sequence_fails_saying_where(client, auth, tail, offset_from_end):
+    """The fuzz found it: an unfinished sequence at the very end made the UTF-8 check itself fail."""
+    from bulk_helpers import make_table, upload
+
+    _, table = make_table(client, auth, [("n", "long", None)])
+    data = b"customerId,n\nc1,1\n" + tail
+    up = upload(client, table, "cut.csv", data)
+    assert up["status"] == "failed", up
+    assert f"invalid byte 0xe3 at byte offset {len(data) - offset_from_end} (line 3)" in up["failure"], up
+
+
+def test_an_invalid_sequence_across_a_read_boundary_is_reported_at_its_first_byte(client, auth):
+    from bulk_helpers import make_table, upload
+
+    from dcp_emulator.ingest import _CHUNK
+
+    _, table = make_table(client, auth, [("n", "long", None)])
+    head = b"customerId,n\n"
+    data = head + b"c,1\n" * ((_CHUNK - len(head) - 1) // 4)
+    data += b"x" * (_CHUNK - 1 - len(data)) + b"\xe3A\n"  # 0xe3 is the last byte of the first read
+    up = upload(client, table, "split.csv", data)
+    assert up["status"] == "failed", up
+    line = data[:_CHUNK - 1].count(b"\n") + 1
+    assert f"invalid byte 0xe3 at byte offset {_CHUNK - 1} (line {line})" in up["failure"], up
