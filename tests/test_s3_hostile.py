@@ -264,7 +264,7 @@ def test_path_style_and_virtual_hosted_style_hosts_still_work(env):
 
 # ---------------------------------------------------------------------- item 14: S3's errors, not 500s
 MALFORMED = [
-    # (method, path name or None for the bucket, query, body, status, code, words in the message)
+    # (method, path name or None for the bucket, query, body, status, code, words in the message[, headers])
     ("GET", None, "list-type=2&prefix=@&max-keys=abc", b"", 400, "InvalidArgument", "max-keys"),
     ("GET", None, "prefix=@&max-keys=-1", b"", 400, "InvalidArgument", "max-keys"),
     ("GET", None, "uploads&prefix=@&max-uploads=99999999999", b"", 400, "InvalidArgument", "max-uploads"),
@@ -282,17 +282,26 @@ MALFORMED = [
     ("DELETE", "missing.csv", "tagging", b"", 404, "NoSuchKey", "does not exist"),
     ("PUT", "missing.csv", "tagging", b"<Tagging><TagSet/></Tagging>", 404, "NoSuchKey", "does not exist"),
     ("GET", "missing.csv", "acl", b"", 404, "NoSuchKey", "does not exist"),
+    ("GET", "a.csv", "tagging&versionId=nope", b"", 404, "NoSuchVersion", "version does not exist"),
+    ("PATCH", "a.csv", "", b"", 405, "MethodNotAllowed", "not allowed"),
+    ("POST", "b.csv", "uploads", b"<x/>", 400, "InvalidRequest", "takes no request body"),
+    ("GET", "a.csv", "tagging=%FF", b"", 400, "InvalidArgument", "not percent-encoded UTF-8"),
+    ("PUT", "b.csv", "", b"customerId\nx\n", 400, "InvalidArgument", "x-amz-acl must be one of",
+     {"x-amz-acl": "everyone"}),
+    ("PUT", "b.csv", "", b"", 400, "InvalidArgument", "Copy Source must mention", {"x-amz-copy-source": "nokey"}),
 ]
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=lambda c: f"{c[0]} {c[2] or c[1]} {c[3][:12]!r}")
 def test_malformed_signed_requests_get_s3s_error(env, case):
-    method, name, query, body, status, code, words = case
+    method, name, query, body, status, code, words, *headers = case
     url, t1 = env["url"], env["t1"]
     _client_for(url, t1).put_object(Bucket=BUCKET, Key=f"{t1['s3_path']}/a.csv", Body=b"customerId\nx\n")
     target = (_path(t1, name) if name else f"/{BUCKET}") + (
         "?" + query.replace("@", quote(t1["s3_path"] + "/", safe="")) if query else "")
-    refused(send(url, t1, method, target, body), status, code, words)
+    refused(send(url, t1, method, target, body, headers=headers[0] if headers else None), status, code, words)
+    if method in ("PUT", "POST") and name == "b.csv":
+        assert "Contents" not in _client_for(url, t1).list_objects_v2(Bucket=BUCKET, Prefix=_path(t1, "b")[len(BUCKET) + 2:])
 
 
 @pytest.mark.parametrize("since, when", [("garbage", None), ("Sun, 06 Nov 1994 08:49:37 GMT", "past"),
@@ -346,6 +355,15 @@ def test_presigned_expiry_beyond_seven_days_is_authorization_query_parameters_er
     answer = Answer(resp.status_code, resp.content)
     refused(answer, 400, "AuthorizationQueryParametersError", "X-Amz-Expires", words)
     assert requests.get(_presign(url, t1, key, 7 * 24 * 3600)).content == b"customerId\nx\n"
+
+
+def test_a_presigned_url_without_x_amz_expires_is_refused(env):
+    url, t1 = env["url"], env["t1"]
+    presigned = _presign(url, t1, f"{t1['s3_path']}/a.csv", 60)
+    base, query = presigned.split("?", 1)
+    stripped = "&".join(p for p in query.split("&") if not p.startswith("X-Amz-Expires="))
+    resp = requests.get(f"{base}?{stripped}")
+    refused(Answer(resp.status_code, resp.content), 400, "AuthorizationQueryParametersError", "X-Amz-Expires must be given")
 
 
 # ---------------------------------------------------------------------- fuzz: signed, never a 5xx
