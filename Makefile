@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 
 # Install, then serve the emulator on $(HOST):$(PORT) with the example seed (Ctrl-C stops it).
 serve: install
-	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed fixtures/example.yaml
+	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed example
 
 # Install, then run the whole test suite.
 test: install

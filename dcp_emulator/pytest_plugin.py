@@ -257,7 +257,8 @@ class DcpEmulator:
 
 
 def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = None) -> pathlib.Path:
-    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory."""
+    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory,
+    then a built-in seed's name ("example")."""
     path = pathlib.Path(seed)
     candidates = [path] if path.is_absolute() else [pathlib.Path(base) / path] if base else []
     if not path.is_absolute():
@@ -265,8 +266,14 @@ def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = 
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+    from .seed import builtin_seed, builtin_seed_names  # lazily: the plugin loads in every pytest run
+
+    builtin = builtin_seed(seed)
+    if builtin is not None:
+        return builtin
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"seed file {str(seed)!r} not found (tried {tried})")
+    raise FileNotFoundError(f"seed file {str(seed)!r} not found (tried {tried}; built-in seeds: "
+                            f"{', '.join(builtin_seed_names())})")
 
 
 # ---------------------------------------------------------------------- pytest hooks and fixtures

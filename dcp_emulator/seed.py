@@ -18,6 +18,7 @@ entirely or not at all (one transaction).
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import sqlite3
@@ -144,8 +145,28 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
     return data
 
 
+def builtin_seed(name: str | os.PathLike) -> pathlib.Path | None:
+    """The file of built-in seed ``name`` ("example"), or None when ``name`` is not a bare built-in name.
+
+    A bare name has no path separator and no .yaml/.yml/.json suffix, so a file path never reads as one.
+    """
+    text = os.fspath(name)
+    if not text or "/" in text or os.sep in text or pathlib.PurePath(text).suffix in (".yaml", ".yml", ".json"):
+        return None
+    path = pathlib.Path(__file__).resolve().parent / "seeds" / f"{text}.yaml"
+    return path if path.is_file() else None
+
+
+def builtin_seed_names() -> list[str]:
+    """The names of the seeds shipped with the package."""
+    return sorted(p.stem for p in (pathlib.Path(__file__).resolve().parent / "seeds").glob("*.yaml"))
+
+
 def load_seed_file(path: str | pathlib.Path) -> dict:
-    """Read and parse one seed file; a missing or unreadable file is a SeedError too."""
+    """Read and parse one seed file, or a built-in seed by name when no such file exists; a missing or
+    unreadable file is a SeedError too."""
+    if not pathlib.Path(path).exists():
+        path = builtin_seed(path) or path
     try:
         raw = pathlib.Path(path).read_bytes()
     except OSError as e:
