@@ -203,7 +203,7 @@ class EmulatorServer:
         for listener in self._listeners:
             listener.channel_class = _Channel
             listener.dcp_max_object_bytes = config.max_object_bytes  # what _EnvelopeErrorTask names
-        self.port: int = self._listeners[0].effective_port
+        self.port: int = int(self._listeners[0].effective_port)  # waitress keeps it as a string
         self._thread: threading.Thread | None = None
         self._stop_requested = False
 
