@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import waitress
-from waitress import wasyncore
 from flask import Flask
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
