@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "why. Needs nothing but Python: it is the container image's HEALTHCHECK.",
     )
     health.add_argument("--url", default=None,
-                        help=f"the emulator's base URL (default: http://127.0.0.1:${ENV_PREFIX}PORT, "
-                             f"port {d.port} if unset)")
+                        help=f"the emulator's base URL (default: from {ENV_PREFIX}HOST and {ENV_PREFIX}PORT, "
+                             f"as serve reads them: http://127.0.0.1:{d.port} if unset)")
     health.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS",
                         help="give up after this long (default 2)")
     return parser
@@ -98,8 +98,10 @@ def health(url: str | None, timeout: float = 2.0) -> int:
     import urllib.error
     import urllib.request
 
-    if not url:
-        url = f"http://127.0.0.1:{os.environ.get(ENV_PREFIX + 'PORT') or Config().port}"
+    if not url:  # where `serve` with the same DCP_EMULATOR_* variables listens (the container's case)
+        host = os.environ.get(ENV_PREFIX + "HOST") or "127.0.0.1"
+        host = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+        url = f"http://{host}:{os.environ.get(ENV_PREFIX + 'PORT') or Config().port}"
     target = url.rstrip("/") + "/_emulator/health"
     try:
         with urllib.request.urlopen(target, timeout=timeout) as resp:

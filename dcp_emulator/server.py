@@ -128,6 +128,27 @@ class _Channel(HTTPChannel):
 _CLOSE_CONNECTION = "dcp_emulator.close_connection"  # environ key: call it to close after the response
 
 
+def _evict_idle_when_full(listener: BaseWSGIServer) -> None:
+    """At the connection limit, close the longest-idle connections instead of refusing new ones.
+
+    Waitress stops accepting at its limit, so 300 idle keep-alive or half-open sockets under a low
+    file-descriptor limit would leave every new client waiting in the backlog until the idle timeout.
+    """
+    accept_if_room = listener.readable
+
+    def readable() -> bool:
+        if listener.accepting and len(listener._map) >= listener.adj.connection_limit:
+            # Idle: no request being served or waiting (a half-received one does not count), nothing to send.
+            idle = [c for c in listener.active_channels.values()
+                    if not c.requests and not c.total_outbufs_len and not c.will_close]
+            idle.sort(key=lambda c: c.last_activity)
+            for channel in idle[:max(1, len(idle) // 10)]:
+                channel.will_close = True  # closed by the loop on its next turn
+        return accept_if_room()
+
+    listener.readable = readable
+
+
 def _connection_header(app: Callable) -> Callable:
     """Let ``app`` answer "Connection: close" (e.g. after an unread upload), which PEP 3333 forbids an
     application to send: the header is dropped and the server closes the connection itself."""
@@ -203,6 +224,7 @@ class EmulatorServer:
         for listener in self._listeners:
             listener.channel_class = _Channel
             listener.dcp_max_object_bytes = config.max_object_bytes  # what _EnvelopeErrorTask names
+            _evict_idle_when_full(listener)
         self.port: int = int(self._listeners[0].effective_port)  # waitress keeps it as a string
         self._thread: threading.Thread | None = None
         self._stop_requested = False

@@ -179,8 +179,9 @@ def test_health_command_exit_codes_and_reasons():
         ok = _run("health", "--url", emu.url)
         assert ok.returncode == 0 and "healthy" in ok.stdout, ok.stderr
         port = emu.url.rsplit(":", 1)[1]
-        by_env = _run("health", env={"DCP_EMULATOR_PORT": port})  # the container's HEALTHCHECK has no --url
-        assert by_env.returncode == 0, by_env.stderr
+        for host in ("0.0.0.0", "127.0.0.1"):  # the container's HEALTHCHECK has no --url: serve's variables
+            by_env = _run("health", env={"DCP_EMULATOR_PORT": port, "DCP_EMULATOR_HOST": host})
+            assert by_env.returncode == 0, by_env.stderr
         not_emulator = _run("health", "--url", emu.url + "/_emulator/health")  # .../health/_emulator/health: 404
         assert not_emulator.returncode == 1
         assert not_emulator.stderr.strip().startswith("dcp-emulator: unhealthy: ") and "answered 404" in \

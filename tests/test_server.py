@@ -87,6 +87,41 @@ def test_slow_and_idle_clients_do_not_delay_other_requests_served_cli():
                 s.close()
 
 
+def test_300_idle_connections_under_a_low_file_descriptor_limit_do_not_lock_others_out():
+    """Under 'ulimit -n 160' (connection limit 96) the longest-idle connections are closed to make room,
+    rather than every new client waiting in the backlog until the idle timeout."""
+    import os
+    import subprocess
+    import sys
+
+    from served import BANNER_RE, ROOT
+    command = f"ulimit -n 160 && exec '{sys.executable}' -m dcp_emulator serve --port 0 --quiet"
+    proc = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stalled: list[socket.socket] = []
+    try:
+        url = next(BANNER_RE.search(line).group(1) for line in proc.stdout if BANNER_RE.search(line))
+        for how in HALF_REQUESTS:
+            stalled += _stall(url, how, 100)
+        for _ in range(5):
+            assert requests.get(url + "/_emulator/health", timeout=10).status_code == 200
+        closed = 0
+        for s in stalled:  # the oldest were closed by the server to make room
+            s.setblocking(False)
+            try:
+                closed += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionError:
+                closed += 1
+        assert closed > 0
+    finally:
+        for s in stalled:
+            s.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
 @pytest.mark.parametrize("how", HALF_REQUESTS, ids=["silent", "half-headers", "half-body"])
 def test_idle_and_stalled_connections_are_closed_after_the_idle_timeout(server, how):
     with _connect(server.url, timeout=15) as s:
