@@ -9,7 +9,6 @@ file, so ``wsgi.input`` is always a readable, EOF-terminated stream of the whole
 from __future__ import annotations
 
 import json
-import logging
 import resource
 import sys
 import threading
@@ -28,8 +27,6 @@ from .app import create_app
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError
 from .s3 import IMPORT_BUCKET, S3Gateway, _too_large
-
-log = logging.getLogger("dcp_emulator")
 
 # Sockets kept free for the database, spooled bodies and the ingest worker when the connection limit
 # is derived from the process's file-descriptor limit.
