@@ -211,3 +211,29 @@ def test_ctrl_c_works_even_when_the_parent_started_us_with_sigint_ignored():
             proc.kill()
         out, err = proc.communicate()
     assert rc == 0 and "stopping." in out and "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PID namespaces are Linux's")
+def test_sigterm_stops_serve_running_as_pid_1():
+    """As a container's first process the kernel applies no default action to SIGTERM: serve handles it."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a PID namespace")
+    command = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
+               ("import os, sys; assert os.getpid() == 1; from dcp_emulator.cli import main; "
+                "sys.exit(main(['serve', '--port', '0', '--quiet']))")]
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stdout.readline()
+        import psutil
+        [emulator] = psutil.Process(proc.pid).children()  # unshare forks it: PID 1 in its namespace
+        emulator.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert rc == 0, err
+    assert "stopping." in out and "Traceback" not in err
