@@ -43,8 +43,14 @@ if [ "$BASE" = debootstrap ]; then
   fi
 fi
 
+previous=$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$TAG" 2>/dev/null || true)
 # The CA bundle lets pip inside the build reach the package index the way the host does; --format docker
 # keeps HEALTHCHECK (the OCI format drops it); chroot isolation needs no user namespaces.
 "${B[@]}" bud --format docker --isolation chroot \
   -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   ${BASE:+--build-arg "BASE=$BASE"} -t "$TAG" .
+# vfs stores every layer in full: drop the image this tag named before (CI rebuilds it on every run).
+current=$("${B[@]}" inspect --type image --format '{{.FromImageID}}' "$TAG")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  "${B[@]}" rmi "$previous" >/dev/null 2>&1 || true
+fi
