@@ -48,7 +48,8 @@ except OverflowError:  # platforms whose C long is 32-bit
 log = logging.getLogger("dcp_emulator.ingest")
 
 UNFINISHED = ("pending", "processing")
-_SHOWN_VALUE_CHARS = 200  # a rejected cell is echoed back, cut to this length
+_SHOWN_VALUE_CHARS = 200  # a rejected cell (or header name) is echoed back, cut to this length
+_LISTED_NAMES = 20  # registered attribute names listed when a header names an unknown one
 _CHUNK = 1 << 20
 
 
@@ -145,9 +146,10 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
     for i, name in enumerate(cells):
         position = f"column {i + 1}"
         key = "customerId" if name.lower() == "customerid" else name
+        shown = _shown(name)  # a header cell can be megabytes long: every echo of it is cut
         if key in seen:
-            raise HeaderError(f"The header names {name!r} twice (column {seen[key] + 1} and {position}); each "
-                              "column may appear once.", column=name, value=name)
+            raise HeaderError(f"The header names {shown!r} twice (column {seen[key] + 1} and {position}); each "
+                              "column may appear once.", column=shown, value=shown)
         seen[key] = i
         if key == "customerId":
             cid_index = i
@@ -157,21 +159,24 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
             if name == "":
                 reason = f"The header's {position} has no name (a trailing delimiter?)."
             elif name in archived:
-                reason = (f"Attribute {name!r} of table {datasource_id} is archived; archived attributes cannot "
+                reason = (f"Attribute {shown!r} of table {datasource_id} is archived; archived attributes cannot "
                           "be uploaded. Remove the column or unarchive the attribute.")
             else:
-                listing = ", ".join(repr(n) for n in by_name) or "none registered yet"
+                names = list(by_name)
+                listing = ", ".join(repr(_shown(n)) for n in names[:_LISTED_NAMES]) or "none registered yet"
+                if len(names) > _LISTED_NAMES:
+                    listing += f" and {len(names) - _LISTED_NAMES} more"
                 close = [n for n in by_name if n.lower() == name.lower()]
-                hint = f" Did you mean {close[0]!r}? Attribute names are case-sensitive." if close else ""
-                reason = (f"{name!r} ({position}) is not a registered attribute of table {datasource_id} "
+                hint = f" Did you mean {_shown(close[0])!r}? Attribute names are case-sensitive." if close else ""
+                reason = (f"{shown!r} ({position}) is not a registered attribute of table {datasource_id} "
                           f"(registered: {listing}).{hint}")
-            raise HeaderError(reason, column=name, value=name)
+            raise HeaderError(reason, column=shown, value=shown)
         columns.append(Column(i, name, str(attr["id"]), attr["datatype"], attr["format"],
                               datatypes.converter(attr["datatype"], attr["format"])))
     if cid_index is None:
         example = ",".join(["customerId"] + [a["name"] for a in attributes[:3]])
         raise HeaderError(f"The header has no customerId column (the name is case-insensitive); the first line "
-                          f"must name the columns, e.g. {example}", value=_shown(",".join(cells)))
+                          f"must name the columns, e.g. {_shown(example)}", value=_shown(",".join(cells)))
     return cid_index, columns
 
 

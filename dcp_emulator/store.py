@@ -19,6 +19,7 @@ import base64
 import contextlib
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -284,9 +285,16 @@ class Store:
         for table in self._profile_tables():
             did = int(table.split("_", 1)[1])
             pairs = columns.get(did, [])
-            data = "'{}'"  # json_object takes at most 127 arguments: merge objects of 60 attributes each
-            for i in range(0, len(pairs), 60):
-                data = f"json_patch({data}, json_object({', '.join(pairs[i:i + 60])}))"
+            # json_object takes at most 127 arguments: objects of 60 attributes each, merged by json_patch.
+            # The first is patched into '{}' (which drops its unset, NULL values; a NULL in a later patch
+            # deletes a key the others never have). Merged as a balanced tree: a chain of 34 nested
+            # calls for 1,999 attributes overflows SQLite's parser stack.
+            parts = [f"json_object({', '.join(pairs[i:i + 60])})" for i in range(0, len(pairs), 60)]
+            parts[:1] = [f"json_patch('{{}}', {parts[0]})"] if parts else ["'{}'"]
+            while len(parts) > 1:
+                parts = [f"json_patch({a}, {b})" if b else a
+                         for a, b in itertools.zip_longest(parts[::2], parts[1::2])]
+            data = parts[0]
             selects.append(f"SELECT {did} AS datasource_id, customer_id, {data} AS data FROM {table}")
         if not selects:
             selects = ["SELECT NULL AS datasource_id, NULL AS customer_id, NULL AS data WHERE 0"]

@@ -165,7 +165,7 @@ def delete_snapshot(name: str):
 def list_requests():
     """Journaled API requests, oldest first; filters: method, path (regex), status (429 or 4xx), header, limit."""
     limit = request.args.get("limit")
-    if limit is not None and not limit.isdigit():
+    if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) <= 18):
         raise InvalidField(f"limit must be a non-negative integer, got {limit!r}.", field="limit")
     journal = emulator().journal
     entries = journal.entries(method=request.args.get("method"), path=request.args.get("path"),

@@ -28,7 +28,7 @@ def list_uploads():
     raw = request.args.get("datasource_id")
     datasource_id = None
     if raw is not None:
-        if not raw.isdigit() or len(raw) > 18:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
             raise InvalidField(f"datasource_id must be a table id (a whole number), got {raw!r}.",
                                field="datasource_id")
         datasource_id = int(raw)

@@ -1,0 +1,173 @@
+"""Hostile and careless input (issue 14): refusals instead of freezes, 500s, silent data loss and leaks.
+
+Each test reproduces one reported defect through the real interface (HTTP control plane, S3 upload,
+served process) and asserts the documented refusal: status, code and a message saying where and why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from bulk_helpers import make_table, profile, put, upload
+from dcp_api import error, ok
+from served import ROOT
+
+from dcp_emulator.app import DEFAULT_TOKENS
+
+H = {"Token": DEFAULT_TOKENS["classic"]}
+YAML = {"Content-Type": "application/yaml"}
+
+
+def _seed_with_attributes(n: int, profiles: dict | None = None) -> dict:
+    table = {"id": 678, "name": "Wide", "keyfield_locator_type": "uid",
+             "attributes": [{"name": f"a{i}", "datatype": "long" if i % 2 else "bool"} for i in range(n)]}
+    if profiles:
+        table["profiles"] = profiles
+    return {"dcp_services": [{"id": 567, "name": "Wide service", "datasources": [table]}]}
+
+
+# ---------------------------------------------------------------------- 5: YAML alias expansion
+def _billion_laughs(levels: int = 9) -> str:
+    text = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    previous = "a"
+    for name in "bcdefghijk"[: levels - 1]:
+        text += f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]\n"
+        previous = name
+    return text
+
+
+def test_seed_whose_aliases_expand_without_bound_is_refused_before_expansion(client):
+    text = _billion_laughs()
+    assert len(text) < 500
+    resp = client.post("/_emulator/seed", data=text, headers=YAML)
+    err = error(resp, 400, "invalid_seed")
+    assert err["field"] == "line 6, column 8"  # the first alias that takes the total over the bound
+    assert "aliases" in err["message"] and "100,000 nodes" in err["message"]
+    assert ok(client.get("/_emulator/health"), 200)["status"] == "ok"
+
+
+def test_seed_with_a_few_aliases_still_loads(client):
+    text = ("dcp_services:\n- id: 567\n  name: S\n  datasources:\n  - id: 678\n    name: T\n"
+            "    keyfield_locator_type: uid\n    attributes:\n    - {name: first, datatype: &kind string}\n"
+            "    - {name: second, datatype: *kind}\n")
+    assert ok(client.post("/_emulator/seed", data=text, headers=YAML), 201)["created"]["attributes"] == 2
+
+
+# ---------------------------------------------------------------------- 6: user regular expressions
+def _answered_quickly(fn, limit: float = 5.0):
+    """fn()'s result, asserting it came within ``limit`` seconds: a freeze is the defect under test (with
+    Python's re these patterns take ~30 s and double with each extra character; RE2 takes microseconds)."""
+    started = time.monotonic()
+    result = fn()
+    assert time.monotonic() - started < limit, "the request froze the process (catastrophic backtracking)"
+    return result
+
+
+def test_fault_rule_path_pattern_cannot_freeze_the_server(client):
+    ok(client.post("/_emulator/faults", json={"path": "^/(a+)+b$", "status": 503}), 201)
+    resp = _answered_quickly(lambda: client.get("/" + "a" * 30))
+    error(resp, 404, "not_found")  # the rule does not match; the request is answered at once
+    resp = _answered_quickly(lambda: client.get("/" + "a" * 30 + "b"))
+    error(resp, 503, "service_unavailable")
+
+
+def test_journal_path_filter_cannot_freeze_the_server(client):
+    client.get("/api/" + "a" * 30, headers=H)
+    resp = _answered_quickly(lambda: client.get("/_emulator/requests", query_string={"path": "^/api/(a+)+b$"}))
+    assert ok(resp, 200)["requests"] == []
+    resp = client.get("/_emulator/requests", query_string={"path": "^/api/(a+)+$"})
+    assert len(ok(resp, 200)["requests"]) == 1
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", "(?=api)", "[", "x" * 1001])
+def test_patterns_re2_cannot_run_are_refused_with_the_reason(client, pattern):
+    err = error(client.post("/_emulator/faults", json={"path": pattern}), 400, "invalid_field", "path")
+    assert "regular expression" in err["message"]
+    err = error(client.get("/_emulator/requests", query_string={"path": pattern}), 400, "invalid_field", "path")
+    assert "regular expression" in err["message"]
+
+
+# ---------------------------------------------------------------------- 11: many attributes
+def test_table_holds_1999_attributes_and_the_2000th_is_limit_exceeded(client):
+    ok(client.post("/_emulator/seed", json=_seed_with_attributes(1997, {"c1": {"a0": True, "a1995": 7}})), 201)
+    for name in ("a1997", "a1998"):  # the 1,998th and 1,999th, through the API
+        ok(client.post("/experiment/v1/dcp_datasources/678/dcp_datasource_attributes",
+                       json={"name": name, "datatype": "string"}, headers=H), 201)
+    err = error(client.post("/experiment/v1/dcp_datasources/678/dcp_datasource_attributes",
+                            json={"name": "too_many", "datatype": "string"}, headers=H), 400, "limit_exceeded")
+    assert "1999" in err["message"]
+    table = {"id": 678, "dcp_service_id": 567}
+    ok(client.post("/api/customer_profile/567/678/c1", json={"data": {"a1998": "last"}}, headers=H), 201)
+    assert profile(client, H, table, "c1") == {"a0": True, "a1995": 7, "a1998": "last"}
+    store = client.application.extensions["dcp_emulator"].store
+    data = json.loads(store._all("SELECT data FROM profiles WHERE customer_id = 'c1'")[0]["data"])
+    assert sorted(data.values(), key=str) == [7, True, "last"]  # the view over 1,999 columns answers
+
+
+def test_seed_with_1700_attributes_loads_and_2000_are_refused(client):
+    created = ok(client.post("/_emulator/seed", json=_seed_with_attributes(1700, {"c1": {"a1699": 1}})), 201)
+    assert created["created"]["attributes"] == 1700
+    err = error(client.post("/_emulator/seed?reset=true", json=_seed_with_attributes(2000)), 400, "invalid_seed")
+    assert err["field"] == "dcp_services[0].datasources[0].attributes[1999]" and "at most 1999" in err["message"]
+
+
+def test_upload_with_a_header_of_1999_attributes(client):
+    ok(client.post("/_emulator/seed", json=_seed_with_attributes(1999)), 201)
+    table = ok(client.get("/experiment/v1/dcp_datasources/678", headers=H), 200)
+    header = "customerId," + ",".join(f"a{i}" for i in range(1999))
+    row = "c9," + ",".join("true" if i % 2 == 0 else str(i) for i in range(1999))
+    up = upload(client, table, "wide.csv", f"{header}\n{row}\n")
+    assert up["status"] == "succeeded", up
+    assert profile(client, H, table, "c9")["a1997"] == 1997
+
+
+# ---------------------------------------------------------------------- 13: 500s from the control plane
+@pytest.mark.parametrize(("path", "field"), [
+    ("/_emulator/requests?limit=%C2%B2", "limit"),
+    ("/_emulator/requests?status=%C2%B2", "status"),
+    ("/_emulator/uploads?datasource_id=%C2%B2", "datasource_id"),
+])
+def test_superscript_digits_in_query_parameters_are_a_400(client, path, field):
+    err = error(client.get(path), 400, "invalid_field", field)
+    assert "²" in err["message"]
+
+
+def test_seed_id_written_with_a_superscript_digit_is_invalid_seed(client):
+    err = error(client.post("/_emulator/seed", json={"accounts": [{"id": "²"}]}), 400, "invalid_seed")
+    assert err["field"] == "accounts[0].id" and "positive integer" in err["message"]
+
+
+def test_seed_integer_over_python_digit_limit_is_invalid_seed(client):
+    text = "accounts:\n- id: " + "9" * 5000 + "\n"
+    err = error(client.post("/_emulator/seed", data=text, headers=YAML), 400, "invalid_seed")
+    assert err["field"] == "line 2, column 7" and "5000 digits" in err["message"]
+
+
+def test_serve_with_a_seed_holding_a_huge_integer_exits_2_with_one_line(tmp_path):
+    seed = tmp_path / "huge.yaml"
+    seed.write_text("accounts:\n- id: " + "9" * 5000 + "\n")
+    result = subprocess.run([sys.executable, "-m", "dcp_emulator", "serve", "--port", "0", "--seed", str(seed)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("dcp-emulator: invalid seed:") and "line 2, column 7" in lines[0]
+
+
+# ---------------------------------------------------------------------- 16: header errors are cut
+@pytest.mark.parametrize("header", ["customerId,{name}", "customerId,{name},{name}", "{name}"])
+def test_header_errors_echo_at_most_200_characters_of_a_column_name(client, header):
+    _, table = make_table(client, H, [("age", "long", None)])
+    name = "x" * 1_000_000
+    up = upload(client, table, "big-header.csv", header.format(name=name) + "\nc1,1\n")
+    assert up["status"] == "failed"
+    entry = up["errors"][0]
+    assert len(entry["reason"]) < 1000 and len(up["failure"]) < 1000
+    assert entry["value"] is None or len(entry["value"]) <= 200
+    assert entry["column"] is None or len(entry["column"]) <= 200
+    assert len(json.dumps(up)) < 5000
