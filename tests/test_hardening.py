@@ -7,13 +7,12 @@ served process) and asserts the documented refusal: status, code and a message s
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from bulk_helpers import make_table, profile, put, upload
+from bulk_helpers import make_table, profile, upload
 from dcp_api import error, ok
 from served import ROOT
 
@@ -171,3 +170,65 @@ def test_header_errors_echo_at_most_200_characters_of_a_column_name(client, head
     assert entry["value"] is None or len(entry["value"]) <= 200
     assert entry["column"] is None or len(entry["column"]) <= 200
     assert len(json.dumps(up)) < 5000
+
+
+# ---------------------------------------------------------------------- 4: control-plane CSRF
+EVIL = "https://evil.example"
+SEED_WITH_TOKEN = "accounts:\n- id: 1001\n  tokens:\n  - {token: planted-by-a-web-page, kind: classic}\n"
+
+
+def _token_planted(client) -> bool:
+    return "planted-by-a-web-page" in client.get("/_emulator/state").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("origin", [EVIL, "null", "http://localhost:3000", "http://localhost.evil.example"])
+def test_state_changing_control_requests_from_another_origin_are_refused(client, origin):
+    resp = client.post("/_emulator/seed", data=SEED_WITH_TOKEN, headers={"Origin": origin, **YAML})
+    err = error(resp, 403, "cross_origin_refused", "Origin")
+    assert origin in err["message"] and "curl" in err["message"]
+    assert not _token_planted(client)
+    ok(client.post("/_emulator/faults", json={"status": 503}), 201)
+    for method, path in (("POST", "/_emulator/reset"), ("DELETE", "/_emulator/faults"),
+                         ("POST", "/_emulator/snapshots"), ("DELETE", "/_emulator/requests"),
+                         ("POST", "/_emulator/uploads/wait")):
+        error(client.open(path, method=method, headers={"Origin": origin}), 403, "cross_origin_refused")
+    assert len(ok(client.get("/_emulator/faults"), 200)["faults"]) == 1  # nothing was reset or deleted
+    ok(client.get("/_emulator/info", headers={"Origin": origin}), 200)  # reads change nothing
+
+
+def test_sec_fetch_site_cross_site_is_refused_without_origin(client):
+    resp = client.post("/_emulator/reset", headers={"Sec-Fetch-Site": "cross-site"})
+    err = error(resp, 403, "cross_origin_refused", "Sec-Fetch-Site")
+    assert "another site" in err["message"]
+
+
+def test_requests_from_the_emulators_own_origin_are_accepted(client):
+    headers = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin", **YAML}
+    assert ok(client.post("/_emulator/seed", data=SEED_WITH_TOKEN, headers=headers), 201)["created"]["tokens"] == 1
+    ok(client.post("/_emulator/reset", headers={"Origin": "http://localhost:80"}), 200)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_control_bodies_need_a_type_a_page_cannot_send_cross_origin(client, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = client.post("/_emulator/seed", data=SEED_WITH_TOKEN, headers=headers)
+    err = error(resp, 415, "unsupported_media_type", "Content-Type")
+    assert "application/yaml" in err["message"] and "application/json" in err["message"]
+    assert not _token_planted(client)
+    resp = client.post("/_emulator/faults", data='{"status": 503}', headers=headers)
+    error(resp, 415, "unsupported_media_type")
+    assert ok(client.get("/_emulator/faults"), 200)["faults"] == []
+
+
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/x-yaml", "text/yaml",
+                                          "text/x-yaml; charset=utf-8"])
+def test_yaml_seed_types_are_accepted(client, content_type):
+    resp = client.post("/_emulator/seed", data=SEED_WITH_TOKEN, headers={"Content-Type": content_type})
+    assert ok(resp, 201)["created"]["tokens"] == 1 and _token_planted(client)
+
+
+def test_seed_with_another_explicit_type_is_415_naming_the_accepted_ones(client):
+    err = error(client.post("/_emulator/seed", data="<seed/>", content_type="application/xml"), 415,
+                "unsupported_media_type", "Content-Type")
+    assert "application/yaml" in err["message"] and "'application/xml'" in err["message"]

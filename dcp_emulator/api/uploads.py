@@ -9,9 +9,10 @@ import math
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
-from . import emulator, optional_json_object, route
+from . import emulator, optional_json_object, route, same_origin_only
 
 bp = Blueprint("uploads", __name__)
+same_origin_only(bp)
 
 DEFAULT_WAIT_SECONDS = 30.0
 
