@@ -333,9 +333,36 @@ class _ColumnBatch:
 class _Unparsable(list):
     """A record the csv module could not parse (kept in the batch so line numbers stay right)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, column: str | None = None, value: str | None = None):
         super().__init__()
-        self.reason = reason
+        self.reason, self.column, self.value = reason, column, value
+
+
+# Fed to the csv reader after the file's last line. Read as a record of its own, it is dropped; found at
+# the end of a cell, that cell's quote was never closed and swallowed the rest of the file (csv.reader in
+# non-strict mode accepts that silently: a 2.5 M-row file became one row holding a 64 M-character value).
+_END_MARK = "\uffff\ufffe<dcp-emulator: end of file>"
+
+
+def _end_of_file(rows: list, line_before: int, header: list[str]) -> None:
+    """Drop the end mark from the last record read; a record it ended inside becomes a rejected row."""
+    last = rows[-1]
+    if type(last) is _Unparsable or not last:
+        return
+    if len(last) == 1 and last[0] == _END_MARK:
+        rows.pop()
+        return
+    if type(last[-1]) is not str or not last[-1].endswith(_END_MARK):
+        return
+    cell = last[-1][: -len(_END_MARK)]
+    opened = line_before + sum(_lines_spanned(r) for r in rows[:-1]) + _lines_spanned(last[:-1])
+    column = header[len(last) - 1] if len(last) <= len(header) else None
+    last_line = opened + _lines_spanned([cell]) - 1 - cell.endswith(("\n", "\r"))
+    where = f"column {len(last)}" + (f" ({_shown(column)!r})" if column is not None else "")
+    rows[-1] = _Unparsable(
+        f"a quoted cell opened on line {opened}, {where}, is never closed: it runs to the end of the file, so "
+        f"lines {opened} to {last_line} were read as one value and none of them was applied. Close the quote "
+        "(a quote inside a quoted cell is written twice) and upload the file again.", column, _shown(cell))
 
 
 def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch]) -> str:
@@ -379,7 +406,7 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         raise HeaderError("The first line is blank: the header (customerId and attribute names) must be the "
                           "first line of the file.")
     delimiter = delimiter_for(file_name, header_line)
-    reader = csv.reader(itertools.chain((header_line,), text), delimiter=delimiter, quotechar='"',
+    reader = csv.reader(itertools.chain((header_line,), text, (_END_MARK,)), delimiter=delimiter, quotechar='"',
                         doublequote=True, skipinitialspace=True, strict=False)
     try:
         header = next(reader)
@@ -408,6 +435,8 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
     while True:
         line_before = reader.line_num
         rows = read(batch_rows)
+        if rows:
+            _end_of_file(rows, line_before, header)
         if not rows:
             break
         one_line_each = reader.line_num - line_before == len(rows)
@@ -425,7 +454,7 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
                 if len(cells) == ncols:
                     good.append(cells)
                 elif type(cells) is _Unparsable:
-                    bad[i] = (None, None, cells.reason)
+                    bad[i] = (cells.column, cells.value, cells.reason)
                 elif not cells:
                     blank += 1  # a blank line: not a row
                 else:

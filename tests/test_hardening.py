@@ -232,3 +232,38 @@ def test_seed_with_another_explicit_type_is_415_naming_the_accepted_ones(client)
     err = error(client.post("/_emulator/seed", data="<seed/>", content_type="application/xml"), 415,
                 "unsupported_media_type", "Content-Type")
     assert "application/yaml" in err["message"] and "'application/xml'" in err["message"]
+
+
+# ---------------------------------------------------------------------- 10: unterminated quotes
+@pytest.fixture
+def people(client):
+    _, table = make_table(client, H, [("name", "string", None), ("age", "long", None)])
+    return table
+
+
+def test_unterminated_quote_rejects_the_row_saying_where_it_opened(client, people):
+    rows = "".join(f"sq-{i},n{i},{i}\n" for i in range(1, 1000))
+    up = upload(client, people, "quote.csv", 'customerId,name,age\nsq-0,"oops\n' + rows)
+    assert up["status"] == "completed_with_errors", up
+    assert up["rows_rejected"] == 1 and up["rows_stored"] == 0
+    [entry] = up["errors"]
+    assert entry["line"] == 2 and entry["column"] == "name" and entry["value"].startswith("oops\nsq-1,n1,1")
+    assert len(entry["value"]) <= 200
+    assert "opened on line 2, column 2 ('name'), is never closed" in entry["reason"]
+    assert "lines 2 to 1001 were read as one value" in entry["reason"]
+    assert profile(client, H, people, "sq-0") is None and profile(client, H, people, "sq-5") is None
+
+
+def test_unterminated_quote_after_good_rows_and_multiline_cells(client, people):
+    text = 'customerId,name,age\nc1,"two\nlines",1\nc2,Bo,2\nc3,Cy,"3\n'
+    up = upload(client, people, "late.csv", text)
+    assert up["status"] == "completed_with_errors" and up["rows_stored"] == 2 and up["rows_rejected"] == 1
+    assert up["errors"][0]["line"] == 5 and "opened on line 5, column 3 ('age')" in up["errors"][0]["reason"]
+    assert profile(client, H, people, "c1") == {"name": "two\nlines", "age": 1}
+
+
+@pytest.mark.parametrize("text", ['customerId,name,age\nc1,"Ann",1\n', 'customerId,name,age\nc1,"Ann",1',
+                                  'customerId,name,age\nc1,5" screen,1\n', 'customerId,name,age\nc1,"a\n""b""",1\n'])
+def test_closed_quotes_and_stray_inner_quotes_still_succeed(client, people, text):
+    up = upload(client, people, "fine.csv", text)
+    assert up["status"] == "succeeded" and up["rows_total"] == 1 and up["errors"] == [], up
