@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upload-error-limit", type=int, default=None, metavar="N",
                        help=f"row errors kept per bulk upload, the total is always counted "
                             f"({ENV_PREFIX}UPLOAD_ERROR_LIMIT; default {d.upload_error_limit})")
+    serve.add_argument("--upload-history-size", type=int, default=None, metavar="N",
+                       help=f"finished uploads kept in the Upload History, oldest dropped first "
+                            f"({ENV_PREFIX}UPLOAD_HISTORY_SIZE; default {d.upload_history_size})")
+    serve.add_argument("--snapshot-memory-bytes", type=int, default=None, metavar="N",
+                       help=f"bytes of named snapshots kept in memory, the others go to temporary files "
+                            f"({ENV_PREFIX}SNAPSHOT_MEMORY_BYTES; default {d.snapshot_memory_bytes})")
     serve.add_argument("--ingest-batch-rows", type=int, default=None, metavar="N",
                        help=f"rows applied per transaction by the bulk ingest ({ENV_PREFIX}INGEST_BATCH_ROWS; "
                             f"default {d.ingest_batch_rows})")
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             max_services_per_account=args.max_services_per_account, max_body_bytes=args.max_body_bytes,
             max_object_bytes=args.max_object_bytes, journal_size=args.journal_size,
             upload_error_limit=args.upload_error_limit, ingest_batch_rows=args.ingest_batch_rows,
+            upload_history_size=args.upload_history_size, snapshot_memory_bytes=args.snapshot_memory_bytes,
             log_requests=False if args.quiet else None,
         )
     except ValueError as e:

@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 from . import datatypes
 from .store import MAX_CUSTOMER_ID_LENGTH, Store, profile_table, value_column
+from .tempfiles import owned_prefix
 
 # The csv module refuses cells over 131,072 characters by default, but a string attribute may be of any
 # length. The limit is process-global; raising it only lets a cell be as long as the file holds (the
@@ -48,6 +49,7 @@ except OverflowError:  # platforms whose C long is 32-bit
 log = logging.getLogger("dcp_emulator.ingest")
 
 UNFINISHED = ("pending", "processing")
+_SPOOL_NAME_RE = re.compile(r"[0-9a-f]{32}\.upload")  # what Ingestor.spool() names its files
 _SHOWN_VALUE_CHARS = 200  # a rejected cell (or header name) is echoed back, cut to this length
 _LISTED_NAMES = 20  # registered attribute names listed when a header names an unknown one
 _CHUNK = 1 << 20
@@ -544,19 +546,29 @@ class Ingestor:
         self.error_limit = error_limit
         # With --db, spooled files live next to the database so an interrupted upload survives a restart.
         self._own_dir = db_path is None
-        self.spool_dir = tempfile.mkdtemp(prefix="dcp-emulator-uploads-") if db_path is None else db_path + ".uploads"
+        self.spool_dir = tempfile.mkdtemp(prefix=owned_prefix("uploads")) if db_path is None else db_path + ".uploads"
         os.makedirs(self.spool_dir, exist_ok=True)
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
         self._kicked = True  # set when there may be new work: the worker looks again before sleeping
+        self.wait_cursor = 0  # the highest upload id POST /_emulator/uploads/wait has reported
         self._thread = threading.Thread(target=self._run, name="dcp-emulator-ingest", daemon=True)
 
     # -- lifecycle
     def start(self) -> Ingestor:
         """Start the worker (it first resumes uploads left unfinished by a previous run)."""
+        self._remove_orphan_spools()  # files being spooled when a previous run was killed
         self._thread.start()
         return self
+
+    def _remove_orphan_spools(self) -> None:
+        """Delete spool files no unfinished upload refers to (only names this class writes)."""
+        referenced = {r["spool"] for r in self.store._all("SELECT spool FROM uploads WHERE spool IS NOT NULL")}
+        for name in os.listdir(self.spool_dir):
+            if _SPOOL_NAME_RE.fullmatch(name) and name not in referenced:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.spool_dir, name))
 
     def close(self) -> None:
         """Stop the worker after its current batch; an in-memory emulator's spool directory is removed."""
@@ -567,9 +579,14 @@ class Ingestor:
             self._thread.join(timeout=30)
         if self._own_dir:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(Exception):  # the store may be closed already
+                self._remove_orphan_spools()
 
     def reset(self) -> None:
-        """After a reset the uploads table is empty: drop every spooled file."""
+        """After a reset the uploads table is empty (or a snapshot's): drop every spooled file."""
+        # A snapshot's finished uploads were reported before it was saved, or belong to another test.
+        self.wait_cursor = self.store._one("SELECT coalesce(max(id), 0) AS n FROM uploads")["n"]
         for name in os.listdir(self.spool_dir):
             if not name.startswith("incoming-"):
                 try:

@@ -7,16 +7,23 @@ served process) and asserts the documented refusal: status, code and a message s
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
-from bulk_helpers import make_table, profile, upload
+import requests
+from bulk_helpers import make_table, profile, put, upload
 from dcp_api import error, ok
-from served import ROOT
+from served import ROOT, ServedEmulator
 
+from dcp_emulator import create_app, tempfiles
 from dcp_emulator.app import DEFAULT_TOKENS
+from dcp_emulator.config import Config
+from dcp_emulator.store import Store
 
 H = {"Token": DEFAULT_TOKENS["classic"]}
 YAML = {"Content-Type": "application/yaml"}
@@ -267,3 +274,145 @@ def test_unterminated_quote_after_good_rows_and_multiline_cells(client, people):
 def test_closed_quotes_and_stray_inner_quotes_still_succeed(client, people, text):
     up = upload(client, people, "fine.csv", text)
     assert up["status"] == "succeeded" and up["rows_total"] == 1 and up["errors"] == [], up
+
+
+# ---------------------------------------------------------------------- 7: bounded Upload History and snapshots
+def _app(config: Config):
+    application = create_app(config)
+    return application, application.test_client()
+
+
+def test_upload_history_keeps_the_last_n_uploads():
+    application, c = _app(Config(upload_history_size=3))
+    try:
+        _, table = make_table(c, H, [("age", "long", None)])
+        ids = [upload(c, table, f"f{i}.csv", f"customerId,age\nc{i},{i}\n")["id"] for i in range(5)]
+        assert [u["id"] for u in ok(c.get("/_emulator/uploads"), 200)] == ids[2:]
+        error(c.get(f"/_emulator/uploads/{ids[0]}"), 404, "not_found")
+        assert profile(c, H, table, "c0") == {"age": 0}  # only the record is dropped, never the data
+    finally:
+        application.extensions["dcp_emulator"].close()
+
+
+def test_upload_history_is_paged(client):
+    _, table = make_table(client, H, [("age", "long", None)])
+    ids = [upload(client, table, f"f{i}.csv", f"customerId,age\nc{i},{i}\n")["id"] for i in range(5)]
+    resp = client.get("/_emulator/uploads?limit=2")
+    assert [u["id"] for u in ok(resp, 200)] == ids[:2]
+    seen = []
+    url = "/_emulator/uploads?limit=2"
+    while url:
+        resp = client.get(url)
+        seen += [u["id"] for u in ok(resp, 200)]
+        url = resp.headers.get("Link", "").partition(">")[0].lstrip("<") or None
+    assert seen == ids
+    assert [u["id"] for u in ok(client.get(f"/_emulator/uploads?after={ids[3]}"), 200)] == ids[4:]
+    for bad, field in (("limit=0", "limit"), ("limit=1001", "limit"), ("after=-1", "after"), ("after=%C2%B2", "after")):
+        error(client.get(f"/_emulator/uploads?{bad}"), 400, "invalid_field", field)
+
+
+def test_wait_returns_only_the_uploads_finished_since_the_previous_wait(client):
+    _, table = make_table(client, H, [("age", "long", None)])
+    put(client, table, "a.csv", "customerId,age\na,1\n")
+    [first] = ok(client.post("/_emulator/uploads/wait", json={"timeout": 30}), 200)["uploads"]
+    put(client, table, "b.csv", "customerId,age\nb,2\n")
+    put(client, table, "c.csv", "customerId,age\nc,3\n")
+    waited = ok(client.post("/_emulator/uploads/wait", json={"timeout": 30}), 200)["uploads"]
+    assert [u["file_name"] for u in waited] == ["b.csv", "c.csv"]
+    assert ok(client.post("/_emulator/uploads/wait"), 200)["uploads"] == []
+    everything = ok(client.post("/_emulator/uploads/wait", json={"after": 0}), 200)["uploads"]
+    assert [u["id"] for u in everything] == [first["id"]] + [u["id"] for u in waited]
+    error(client.post("/_emulator/uploads/wait", json={"after": "1"}), 400, "invalid_field", "after")
+    ok(client.post("/_emulator/reset"), 200)
+    assert ok(client.post("/_emulator/uploads/wait"), 200)["uploads"] == []
+
+
+def test_snapshots_over_the_memory_budget_go_to_unlinked_temporary_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    application, c = _app(Config(snapshot_memory_bytes=0))
+    emu = application.extensions["dcp_emulator"]
+    try:
+        ok(c.post("/_emulator/seed", json=_seed_with_attributes(3, {"c1": {"a1": 1}})), 201)
+        ok(c.post("/_emulator/snapshots", json={"name": "seeded"}), 201)
+        assert emu._snapshots["seeded"].on_disk
+        assert not [n for n in os.listdir(tmp_path) if "snapshot" in n]  # written, then unlinked
+        ok(c.post("/_emulator/reset", json={"to": "default"}), 200)
+        ok(c.post("/_emulator/reset", json={"snapshot": "seeded"}), 200)
+        assert profile(c, H, {"id": 678, "dcp_service_id": 567}, "c1") == {"a1": 1}
+    finally:
+        emu.close()
+    application, c = _app(Config())  # the default budget (256 MiB) holds a small snapshot in memory
+    try:
+        ok(c.post("/_emulator/snapshots", json={"name": "small"}), 201)
+        assert not application.extensions["dcp_emulator"]._snapshots["small"].on_disk
+    finally:
+        application.extensions["dcp_emulator"].close()
+
+
+# ---------------------------------------------------------------------- 9: leftovers after kill -9
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_start_up_removes_temporary_files_of_killed_emulators_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = _dead_pid()
+    mine = tempfiles.owned_prefix("snapshot")
+    orphans = [f"dcp-emulator-snapshot-{dead}-0badf00d-x1.db", f"dcp-emulator-snapshot-{dead}-0badf00d-x1.db-journal",
+               f"dcp-emulator-snapshot-{os.getpid()}-0badf00d-x2.db"]  # our pid, another process's token
+    kept = [mine + "live.db", "dcp-emulator-snapshot-k2d8s7.db", "notes.txt", f"other-{dead}-0badf00d-x.db"]
+    for name in orphans + kept:
+        (tmp_path / name).write_bytes(b"x" * 1000)
+    (tmp_path / f"dcp-emulator-uploads-{dead}-0badf00d-abc").mkdir()
+    (tmp_path / f"dcp-emulator-uploads-{dead}-0badf00d-abc" / ("0" * 32)).write_bytes(b"half")
+    application, _ = _app(Config())
+    try:
+        left = set(os.listdir(tmp_path))
+        assert set(kept) <= left and not set(orphans) & left
+        assert not any(n.startswith(f"dcp-emulator-uploads-{dead}-") for n in left)
+    finally:
+        application.extensions["dcp_emulator"].close()
+    assert not any(n.startswith(tempfiles.owned_prefix("uploads")) for n in os.listdir(tmp_path))  # exit
+
+
+def test_killed_db_emulator_leaves_no_snapshot_file(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    served = ServedEmulator("--db", str(tmp_path / "state.db"), "--quiet", env={"TMPDIR": str(temp)}).start()
+    try:
+        ok(requests.post(served.url + "/_emulator/snapshots", json={"name": "s"}, timeout=30), 201)
+        assert ok(requests.get(served.url + "/_emulator/snapshots", timeout=30), 200)["snapshots"] == ["s"]
+        served.proc.send_signal(signal.SIGKILL)
+        served.proc.wait(30)
+    finally:
+        served.stop()
+    assert os.listdir(temp) == []  # the start-up and snapshot copies were unlinked once written
+
+
+def test_start_up_removes_half_written_spool_files_no_upload_refers_to(tmp_path):
+    db = str(tmp_path / "state.db")
+    application, c = _app(Config(db=db))
+    try:
+        _, table = make_table(c, H, [("age", "long", None)])
+    finally:
+        application.extensions["dcp_emulator"].close()
+    store = Store(db)
+    spool = "a" * 32 + ".upload"
+    (tmp_path / "state.db.uploads" / spool).write_text("customerId,age\npending,7\n")
+    store.record_upload(1001, table["dcp_service_id"], table["id"], f"{table['s3_path']}/p.csv", 25, spool)
+    store.close()
+    orphan = tmp_path / "state.db.uploads" / ("b" * 32 + ".upload")
+    orphan.write_text("customerId,age\nhalf-writ")
+    foreign = tmp_path / "state.db.uploads" / "README"
+    foreign.write_text("not ours")
+    application, c = _app(Config(db=db))
+    try:
+        assert not orphan.exists() and foreign.exists()
+        [up] = ok(c.post("/_emulator/uploads/wait", json={"timeout": 30}), 200)["uploads"]
+        assert up["status"] == "succeeded" and profile(c, H, table, "pending") == {"age": 7}
+        orphan.write_text("spooled while the emulator was stopping")
+    finally:
+        application.extensions["dcp_emulator"].close()
+    assert not orphan.exists() and foreign.exists()  # and at exit
