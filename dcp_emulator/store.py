@@ -156,6 +156,9 @@ class Snapshot:
             store.db.conn.backup(self.conn)
             self.size = store.size_bytes()
         if self.path:
+            # A copy of a WAL database is in WAL mode, which needs -wal/-shm files beside it: an unlinked
+            # file could not be read back. The copy is only ever read, so rollback mode loses nothing.
+            self.conn.execute("PRAGMA journal_mode=DELETE")
             with contextlib.suppress(OSError):  # not on Windows (an open file): close() removes it then
                 os.unlink(self.path)
                 self.path = None
