@@ -525,6 +525,10 @@ def _gc_set_aside() -> Iterator[None]:
         if _freeze_users == 0:
             _freeze_owned = gc.get_freeze_count() == 0
             if _freeze_owned:
+                # Collect the young generations first: garbage frozen now (the objects of the request that
+                # just uploaded the file, with their cycles) would come back in the oldest generation at
+                # unfreeze, where only a rare full collection frees it (RSS grew ~40 kB per upload).
+                gc.collect(1)
                 gc.freeze()
         _freeze_users += 1
     try:
