@@ -416,3 +416,18 @@ def test_start_up_removes_half_written_spool_files_no_upload_refers_to(tmp_path)
     finally:
         application.extensions["dcp_emulator"].close()
     assert not orphan.exists() and foreign.exists()  # and at exit
+
+
+def test_documented_curl_examples_work_and_a_foreign_origin_is_refused():
+    text = (ROOT / "docs" / "hardening.md").read_text()
+    section = text[text.index("## The control plane and web browsers"):text.index("## Seeds")]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    served = ServedEmulator("--quiet").start()
+    try:
+        result = subprocess.run(["bash", "-e", "-c", block], cwd=ROOT, env={**os.environ, "E": served.url},
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith("403")
+        assert ok(requests.get(served.url + "/_emulator/snapshots", timeout=10), 200)["snapshots"] == ["before-import"]
+    finally:
+        served.stop()
