@@ -34,7 +34,7 @@ ENV_WAIT = "DCP_EMULATOR_WAIT"  # seconds to wait for an external emulator to be
 MARKER = "dcp_seed"
 
 SeedSpec = str | os.PathLike | Mapping[str, Any] | None
-
+UPLOADS_PAGE = 1000  # uploads per GET /_emulator/uploads page (the largest the emulator serves)
 
 class DcpEmulatorError(RuntimeError):
     """A control-plane request failed; ``status`` and ``body`` are the emulator's answer."""
@@ -217,10 +217,10 @@ class DcpEmulator:
         """The Upload History (oldest first), optionally of one table: every page of GET /_emulator/uploads."""
         out: list[dict] = []
         while True:
-            page = self._call("GET", "/_emulator/uploads", query={"datasource_id": datasource_id, "limit": 1000,
-                                                                   "after": out[-1]["id"] if out else None})
+            query = {"datasource_id": datasource_id, "limit": UPLOADS_PAGE, "after": out[-1]["id"] if out else None}
+            page = self._call("GET", "/_emulator/uploads", query=query)
             out.extend(page)
-            if len(page) < 1000:
+            if len(page) < UPLOADS_PAGE:
                 return out
 
     def wait_for_uploads(self, timeout: float = 30.0, after: int | None = None) -> list[dict]:

@@ -162,7 +162,7 @@ NO_BODY = (None, None)
 @example(method="GET", url="/_emulator/requests?limit=%C2%B2", body=NO_BODY, origin=None)
 @example(method="GET", url="/_emulator/requests?status=%C2%B2", body=NO_BODY, origin=None)
 @example(method="GET", url="/_emulator/uploads?datasource_id=%C2%B2", body=NO_BODY, origin=None)
-@example(method="POST", url="/_emulator/seed", body=(b'{"accounts": [{"id": "\u00b2"}]}', "application/json"),
+@example(method="POST", url="/_emulator/seed", body=(json.dumps({"accounts": [{"id": "²"}]}).encode(), "application/json"),
          origin=None)
 @example(method="POST", url="/_emulator/seed", body=(b"accounts: [{id: " + b"9" * 5000 + b"}]", "application/yaml"),
          origin=None)

@@ -20,9 +20,10 @@ from bulk_helpers import make_table, profile, put, upload
 from dcp_api import error, ok
 from served import ROOT, ServedEmulator
 
-from dcp_emulator import create_app, tempfiles
+from dcp_emulator import create_app, pytest_plugin, tempfiles
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.config import Config
+from dcp_emulator.server import EmulatorServer
 from dcp_emulator.store import Store
 
 H = {"Token": DEFAULT_TOKENS["classic"]}
@@ -431,3 +432,19 @@ def test_documented_curl_examples_work_and_a_foreign_origin_is_refused():
         assert ok(requests.get(served.url + "/_emulator/snapshots", timeout=10), 200)["snapshots"] == ["before-import"]
     finally:
         served.stop()
+
+
+def test_plugin_follows_upload_pages_and_waits_for_new_uploads_only(monkeypatch):
+    monkeypatch.setattr(pytest_plugin, "UPLOADS_PAGE", 2)
+    server = EmulatorServer(Config(port=0, log_requests=False)).start()
+    try:
+        emu = pytest_plugin.DcpEmulator(server.url)
+        client = server.app.test_client()
+        _, table = make_table(client, H, [("age", "long", None)])
+        ids = [upload(client, table, f"f{i}.csv", f"customerId,age\nc{i},{i}\n")["id"] for i in range(5)]
+        assert [u["id"] for u in emu.uploads()] == ids
+        assert [u["id"] for u in emu.uploads(datasource_id=table["id"])] == ids
+        assert emu.wait_for_uploads() == []  # each upload() above waited already
+        assert [u["id"] for u in emu.wait_for_uploads(after=ids[2])] == ids[3:]
+    finally:
+        server.shutdown()
