@@ -34,7 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check dcp_emulator tests bench
 
-# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset).
+# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset, memory soak).
 bench: install
 	$(BIN)/python bench/run.py
 
