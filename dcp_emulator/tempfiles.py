@@ -16,15 +16,29 @@ import shutil
 import tempfile
 
 _TOKEN = secrets.token_hex(4)  # tells this process from an earlier one that had the same pid
-_OWNED_RE = re.compile(r"dcp-emulator-(?:snapshot|uploads)-([0-9]+)-([0-9a-f]{8})-")
+
+
+def _pid_namespace() -> int:
+    """An id of this process's PID namespace: a pid means something only inside its own namespace (a process
+    started with `unshare --pid`, or in a container sharing /tmp, sees other pids as absent)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+_NAMESPACE = _pid_namespace()
+_OWNED_RE = re.compile(r"dcp-emulator-(?:snapshot|uploads)-([0-9]+)-([0-9]+)-([0-9a-f]{8})-")
 
 
 def owned_prefix(kind: str) -> str:
     """The name prefix of a temporary file or directory of ``kind`` ("snapshot", "uploads") of this process."""
-    return f"dcp-emulator-{kind}-{os.getpid()}-{_TOKEN}-"
+    return f"dcp-emulator-{kind}-{_NAMESPACE}-{os.getpid()}-{_TOKEN}-"
 
 
-def _orphaned(pid: int, token: str) -> bool:
+def _orphaned(namespace: int, pid: int, token: str) -> bool:
+    if namespace != _NAMESPACE:
+        return False  # another PID namespace's pid cannot be checked from here
     if pid == os.getpid():
         return token != _TOKEN  # our pid, another token: a previous process (e.g. PID 1 of a restarted container)
     try:
@@ -47,7 +61,7 @@ def remove_leftovers(directory: str | None = None) -> list[str]:
         return removed
     for name in names:
         m = _OWNED_RE.match(name)
-        if not m or not _orphaned(int(m[1]), m[2]):
+        if not m or not _orphaned(int(m[1]), int(m[2]), m[3]):
             continue
         path = os.path.join(directory, name)
         with contextlib.suppress(OSError):

@@ -361,18 +361,23 @@ def test_start_up_removes_temporary_files_of_killed_emulators_only(tmp_path, mon
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = _dead_pid()
     mine = tempfiles.owned_prefix("snapshot")
-    orphans = [f"dcp-emulator-snapshot-{dead}-0badf00d-x1.db", f"dcp-emulator-snapshot-{dead}-0badf00d-x1.db-journal",
-               f"dcp-emulator-snapshot-{os.getpid()}-0badf00d-x2.db"]  # our pid, another process's token
-    kept = [mine + "live.db", "dcp-emulator-snapshot-k2d8s7.db", "notes.txt", f"other-{dead}-0badf00d-x.db"]
+    ns = tempfiles._NAMESPACE
+    orphans = [f"dcp-emulator-snapshot-{ns}-{dead}-0badf00d-x1.db",
+               f"dcp-emulator-snapshot-{ns}-{dead}-0badf00d-x1.db-journal",
+               f"dcp-emulator-snapshot-{ns}-{os.getpid()}-0badf00d-x2.db"]  # our pid, another process's token
+    kept = [mine + "live.db", "dcp-emulator-snapshot-k2d8s7.db", "notes.txt", f"other-{ns}-{dead}-0badf00d-x.db",
+            # a process in another PID namespace (unshare --pid, a container sharing /tmp): its pid says
+            # nothing here, so its files are never judged orphans
+            f"dcp-emulator-snapshot-{ns + 1}-{dead}-0badf00d-x3.db"]
     for name in orphans + kept:
         (tmp_path / name).write_bytes(b"x" * 1000)
-    (tmp_path / f"dcp-emulator-uploads-{dead}-0badf00d-abc").mkdir()
-    (tmp_path / f"dcp-emulator-uploads-{dead}-0badf00d-abc" / ("0" * 32)).write_bytes(b"half")
+    (tmp_path / f"dcp-emulator-uploads-{ns}-{dead}-0badf00d-abc").mkdir()
+    (tmp_path / f"dcp-emulator-uploads-{ns}-{dead}-0badf00d-abc" / ("0" * 32)).write_bytes(b"half")
     application, _ = _app(Config())
     try:
         left = set(os.listdir(tmp_path))
         assert set(kept) <= left and not set(orphans) & left
-        assert not any(n.startswith(f"dcp-emulator-uploads-{dead}-") for n in left)
+        assert not any(n.startswith(f"dcp-emulator-uploads-{ns}-{dead}-") for n in left)
     finally:
         application.extensions["dcp_emulator"].close()
     assert not any(n.startswith(tempfiles.owned_prefix("uploads")) for n in os.listdir(tmp_path))  # exit
