@@ -77,6 +77,7 @@ class EmulatorServer:
             f"  management API   {url}/experiment/v1/",
             f"  profile API      {url}/api/",
             f"  control plane    {url}/_emulator/  (info, health, ...)",
+            f"  dashboard        {url}/_emulator/ui",
             f"  account id       {info.default_account_id}",
             f"  classic token    {tokens.get('classic')}    (send as header 'Token: ...')",
             f"  OAuth token      {tokens.get('oauth')}    (send as 'Authorization: Bearer ...')",
