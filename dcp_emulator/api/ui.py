@@ -92,7 +92,7 @@ def _took(upload: dict) -> str:
         return ""
     if not upload.get("finished_at"):
         return "running"
-    parse = lambda v: datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
+    parse = lambda v: datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")
     return f"{(parse(upload['finished_at']) - parse(upload['started_at'])).total_seconds():.2f} s"
 
 
