@@ -48,10 +48,19 @@ class Browser:
         self.driver.set_window_size(width, height)
 
     def full_page_png(self, path: Path, width: int) -> None:
-        """Save a screenshot of the whole page at ``width`` CSS pixels."""
+        """Save a screenshot of the whole page at ``width`` CSS pixels (a viewport exactly that size,
+        set through the DevTools protocol: a window size would include scrollbars)."""
+        def viewport(height: int) -> None:
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+        viewport(800)
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(width, min(max(height + 140, 600), 6000))
-        self.driver.save_screenshot(str(path))
+        viewport(min(max(height, 400), 8000))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
     def quit(self) -> None:
         """Close the browser and delete its profile."""
