@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from browser import Browser, browser_missing
+
 from dcp_emulator.config import Config
 from dcp_emulator.server import EmulatorServer
 
