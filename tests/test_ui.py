@@ -11,6 +11,7 @@ import tomllib
 
 import pytest
 
+from dcp_emulator import create_app
 from dcp_emulator.config import Config
 from dcp_emulator.server import EmulatorServer
 from dcp_emulator.store import Store, _prefix_upper_bound
@@ -258,6 +259,19 @@ def test_upload_to_an_archived_table_is_refused_by_the_s3_gateway(client, emu):
     assert r.status_code == 403
     assert "The S3 endpoint refused the upload (AccessDenied)" in text(r)
     assert emu.store.list_uploads() == []
+
+
+def test_browser_upload_size_is_limited_by_the_s3_object_limit_not_the_json_body_limit():
+    app = create_app(Config(seed=["example"], max_body_bytes=1024, max_object_bytes=20_000))
+    try:
+        client = app.test_client()
+        rows = b"".join(b"c%04d,%d\n" % (i, i) for i in range(800))  # ~8 KB: over the JSON limit
+        assert upload(client, 678, b"customerId,orders\n" + rows).status_code == 303
+        r = upload(client, 678, b"customerId,orders\n" + rows * 4)  # ~32 KB: over the object limit
+        assert r.status_code == 413
+        assert "larger than the 20,000 bytes this endpoint accepts" in r.get_json()["message"]
+    finally:
+        app.extensions["dcp_emulator"].close()
 
 
 def test_upload_without_a_file_is_refused(client):
