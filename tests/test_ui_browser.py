@@ -146,6 +146,34 @@ def test_upload_a_csv_with_one_bad_row_and_see_its_error_line(ui, shots, browser
                         timeout=10).json()["data"]["orders"] == 7
 
 
+def test_a_running_upload_updates_live_until_it_is_finished(ui, server, tmp_path):
+    driver, url = ui
+    ingestor = server.emulator.ingestor
+    go = threading.Event()
+    real = ingestor.process
+
+    def held(row: dict) -> None:  # the worker waits for the test before processing
+        go.wait(30)
+        real(row)
+
+    ingestor.process = held
+    try:
+        csv = tmp_path / "later.csv"
+        csv.write_text(BAD_ROW_CSV)
+        driver.get(url + "/_emulator/ui/tables/678")
+        by_css(driver, "input[type=file]").send_keys(str(csv))
+        submit(driver, "form.upload button[type=submit]")
+        assert "pending" in by_css(driver, "[data-field=status]").text
+        assert "In progress: this page refreshes" in body_text(driver)
+        go.set()
+        # no navigation by the test: the page's script notices the end and reloads with the row errors
+        wait_for(driver, lambda d: "completed with errors" in body_text(d))
+        assert by_css(driver, "table.errors tbody tr").text.startswith("3 orders many")
+    finally:
+        go.set()
+        del ingestor.process
+
+
 def test_add_a_fault_and_see_a_request_fail_in_the_journal(ui, shots, browser):
     driver, url = ui
     from selenium.webdriver.support.ui import Select
