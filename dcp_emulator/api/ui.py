@@ -10,6 +10,7 @@ own S3 gateway (its WSGI stack), so it takes exactly the path and ingest of any 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
@@ -17,7 +18,7 @@ from xml.etree import ElementTree as ET
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from ..errors import DcpError, InvalidField, NotFound
@@ -86,8 +87,6 @@ def _timestamp(value: str | None) -> str:
 @bp.app_template_filter("took")
 def _took(upload: dict) -> str:
     """How long an upload's processing took, 'running' while it runs."""
-    from datetime import datetime
-
     if not upload.get("started_at"):
         return ""
     if not upload.get("finished_at"):
@@ -255,8 +254,6 @@ def _put_object(ds: dict, key: str, stream: Any, content_type: str) -> tuple[int
     environ = EnvironBuilder(path=f"/{IMPORT_BUCKET}/{key}", base_url=f"http://{host}", method="PUT",
                              headers=headers, input_stream=stream, content_length=size,
                              content_type=content_type).get_environ()
-    from flask import current_app
-
     app_iter, status, _headers = run_wsgi_app(current_app.wsgi_app, environ, buffered=True)
     try:
         return int(status.split()[0]), b"".join(app_iter)
