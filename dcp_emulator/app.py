@@ -253,6 +253,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(management_bp, url_prefix="/experiment/v1")
     app.register_blueprint(profiles_bp, url_prefix="/api")
     app.register_blueprint(control_bp, url_prefix="/_emulator")
+    from .api.ui import bp as ui_bp
+
+    app.register_blueprint(ui_bp, url_prefix="/_emulator/ui")  # the web dashboard
 
     from .s3 import install as install_bulk_import
 

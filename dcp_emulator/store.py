@@ -1184,6 +1184,69 @@ class Store:
                        (*params, upload_id))
 
 
+    # ------------------------------------------------------------------ dashboard reads (/_emulator/ui)
+    def list_accounts(self) -> list[dict]:
+        """Every account with its tokens (kind, expiry, revoked, expired), in id order."""
+        current = now()
+        tokens: dict[int, list[dict]] = {}
+        for t in self._all("SELECT token, kind, account_id, expires_at, revoked, client_id FROM tokens ORDER BY rowid"):
+            t["revoked"] = bool(t["revoked"])
+            t["expired"] = bool(t["expires_at"] and t["expires_at"] <= current)  # the rule auth.py applies
+            tokens.setdefault(t["account_id"], []).append(t)
+        return [{**a, "tokens": tokens.get(a["id"], [])} for a in self._all("SELECT id, name FROM accounts ORDER BY id")]
+
+    def owner_account(self, entity_id: int) -> int | None:
+        """The account owning a DCP service or table (datasource) by id, or None."""
+        row = self._one("SELECT account_id FROM dcp_services WHERE id = ? UNION ALL SELECT s.account_id FROM "
+                        "datasources d JOIN dcp_services s ON s.id = d.dcp_service_id WHERE d.id = ?",
+                        (entity_id, entity_id))
+        return row["account_id"] if row else None
+
+    def list_profiles(self, account_id: int, service_id: int, datasource_id: int, prefix: str = "",
+                      after: str | None = None, before: str | None = None, limit: int = 50) -> dict:
+        """One page of a table's profiles in customer id order, customer ids starting with ``prefix``.
+
+        Keyset pagination on the primary key (``after``/``before`` a customer id), so a page costs the
+        same on a table of a million profiles as on ten. Returns {"profiles": [...], "more": bool}.
+        """
+        self._profile_target(account_id, service_id, datasource_id, write=False)
+        attributes = self.active_attributes(datasource_id)
+        table = profile_table(datasource_id)
+        where, params = [], []
+        if prefix:
+            where.append("customer_id >= ?")
+            params.append(prefix)
+            upper = _prefix_upper_bound(prefix)
+            if upper is not None:
+                where.append("customer_id < ?")
+                params.append(upper)
+        if after is not None:
+            where.append("customer_id > ?")
+            params.append(after)
+        if before is not None:
+            where.append("customer_id < ?")
+            params.append(before)
+        order = "DESC" if before is not None and after is None else "ASC"
+        sql = (f"SELECT * FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} "
+               f"ORDER BY customer_id {order} LIMIT ?")
+        with self.lock:
+            if not self._table_columns(table):
+                return {"profiles": [], "more": False}
+            cur = self.db.execute(sql, (*params, limit + 1))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if order == "DESC":
+            rows.reverse()
+        index = {n: i for i, n in enumerate(names)}
+        wanted = [(a["name"], a["datatype"], index.get(value_column(a["id"]))) for a in attributes]
+        profiles = [self._profile_out(service_id, datasource_id, row[index["customer_id"]], {
+            name: from_column(datatype, row[i]) for name, datatype, i in wanted if i is not None and row[i] is not None})
+            for row in rows]
+        return {"profiles": profiles, "more": more}
+
+
 # ---------------------------------------------------------------------- field helpers
 _SERVICE_READONLY = {"id", "account_id", "archived", "aws_access_key", "aws_secret_key", "created",
                      "last_modified", "s3_path"}
@@ -1295,3 +1358,18 @@ def _check_customer_id(customer_id: str) -> None:
 
 def _describe(attr: dict) -> str:
     return f"datatype {attr['datatype']}" + (f", format {attr['format']}" if attr["format"] else "")
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: there is none).
+
+    SQLite compares TEXT as UTF-8 bytes, whose order is code point order, so bumping the last character
+    that can be bumped gives an exact bound for a primary-key range scan.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1 if not 0xD800 <= last + 1 <= 0xDFFF else 0xE000  # surrogates are not text
+            return "".join(chars) + chr(nxt)
+    return None

@@ -50,14 +50,15 @@ def _origin_key(scheme: str, netloc: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or ""), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
-def same_origin_only(bp: Blueprint) -> None:
+def same_origin_only(bp: Blueprint, *, html_forms: bool = False) -> None:
     """Refuse state-changing requests of a blueprint that a web page of another site could forge (CSRF).
 
     The control plane has no authentication (it is a local test double), so any page a developer visits
     could otherwise POST a seed or a reset to http://127.0.0.1:8080. Browsers mark such requests with an
     ``Origin`` (and ``Sec-Fetch-Site``) header; curl, the pytest plugin and SDKs send neither. A body must
     also say what it is with a type a page cannot send without a CORS preflight (which this emulator never
-    grants): not text/plain, a form or no type at all.
+    grants): not text/plain, a form or no type at all. ``html_forms``: the blueprint's own pages post HTML
+    forms (the dashboard), so form bodies are accepted, and a ``Referer`` stands in for a missing ``Origin``.
     """
 
     @bp.before_request
@@ -65,6 +66,9 @@ def same_origin_only(bp: Blueprint) -> None:
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return  # reads change nothing, and a page cannot read our answers (no CORS headers)
         origin = request.headers.get("Origin")
+        if origin is None and html_forms and request.headers.get("Referer"):
+            referer = urlsplit(request.headers["Referer"])
+            origin = f"{referer.scheme}://{referer.netloc}"
         if origin is not None:
             own = _origin_key(request.scheme, request.host)
             sent = urlsplit(origin)
@@ -80,6 +84,8 @@ def same_origin_only(bp: Blueprint) -> None:
                 f"Cross-site request refused: the browser says {request.method} {request.path} was sent by another "
                 "site (Sec-Fetch-Site). The control plane only accepts state-changing requests from clients that "
                 "are not browsers, or from its own origin.", field="Sec-Fetch-Site")
+        if html_forms:
+            return
         has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
         mimetype = request.mimetype or ""
         if has_body and (not mimetype or mimetype in _SIMPLE_CONTENT_TYPES):

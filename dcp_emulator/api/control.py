@@ -43,6 +43,7 @@ def info():
         "default_account_id": emu.default_account_id,
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
+        "ui_url": f"{base}/_emulator/ui",  # the web dashboard
     })
 
 
