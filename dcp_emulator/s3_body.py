@@ -176,7 +176,10 @@ class _Source:
             n = min(n, self.remaining)
             if n <= 0:
                 return b""
-        data = self.stream.read(n)
+        try:
+            data = self.stream.read(n)
+        except (OSError, ValueError) as e:  # the client's transfer framing is broken, or it went away
+            raise _incomplete(f"the request body could not be read: {e}") from None
         if self.remaining is not None:
             self.remaining -= len(data)
         return data
