@@ -22,6 +22,7 @@ import errno
 import hashlib
 import io
 import os
+import queue
 import shutil
 import threading
 import uuid
@@ -323,21 +324,25 @@ class BufferDir:
         path = self.new_path()
         size = 0
         pieces = _aws_chunks(src) if framed else _plain(src)
+        hashers = [md5] if hasher is None else [md5, hasher]
         try:
             with open(path, "wb") as out:
-                while True:
-                    try:
-                        data = next(pieces)
-                    except StopIteration as stop:
-                        trailers = stop.value or {}
-                        break
-                    size += len(data)
-                    if size > limit:
-                        raise too_large(size, limit)
-                    md5.update(data)
-                    if hasher is not None:
-                        hasher.update(data)
-                    out.write(data)
+                # Bodies over one chunk are hashed and written by a second thread while the next chunk is
+                # read from the socket (both release the GIL): receiving costs little more than writing.
+                sink = _Sink(out, hashers, threaded=expected is None or expected > CHUNK)
+                try:
+                    while True:
+                        try:
+                            data = next(pieces)
+                        except StopIteration as stop:
+                            trailers = stop.value or {}
+                            break
+                        size += len(data)
+                        if size > limit:
+                            raise too_large(size, limit)
+                        sink.put(data)
+                finally:
+                    sink.finish()
         except OSError as e:
             _remove(path)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -423,6 +428,50 @@ class BufferDir:
             _remove(path)
             raise
         return DiskBuffer(path, size), size
+
+
+class _Sink:
+    """Hashes and writes the chunks of a body, in a second thread when ``threaded`` (at most 3 chunks queued)."""
+
+    def __init__(self, out: BinaryIO, hashers: list, threaded: bool):
+        self.out, self.hashers = out, hashers
+        self.error: BaseException | None = None
+        self._queue: queue.Queue | None = None
+        if threaded:
+            self._queue = queue.Queue(maxsize=3)
+            self._thread = threading.Thread(target=self._run, name="dcp-emulator-s3-body", daemon=True)
+            self._thread.start()
+
+    def _consume(self, data: bytes) -> None:
+        for h in self.hashers:
+            h.update(data)
+        self.out.write(data)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._consume(data)
+                except BaseException as e:  # noqa: BLE001 - handed to the request thread by put() / finish()
+                    self.error = e
+
+    def put(self, data: bytes) -> None:
+        """Hash and write ``data`` (now, or queued); raises the error of an earlier write."""
+        if self._queue is None:
+            self._consume(data)
+            return
+        if self.error is not None:
+            raise self.error
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raises the error of a write."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+            if self.error is not None:
+                raise self.error
 
 
 def _copy_all(reader: BinaryIO, out: BinaryIO) -> int:
