@@ -10,9 +10,10 @@ else goes to Flask. Before moto sees a request we
 * check the path against the key's scope (table key: ``dcp/{service}/{table}/``, service key:
   ``dcp/{service}/``) and the object size against ``config.max_object_bytes``;
 
-and answer S3's XML ``AccessDenied`` / ``EntityTooLarge`` otherwise, so nothing is stored. After moto
-answered 200 to a PutObject/CopyObject or CompleteMultipartUpload under a table path, the object is
-spooled to disk and queued as an upload before the client gets its answer.
+and answer S3's XML ``AccessDenied`` / ``EntityTooLarge`` otherwise, so nothing is stored. Requests that
+carry or return object bytes are handled by ``s3_objects.py`` (bodies streamed to disk, moto told about
+them without the bytes); once a PutObject/CopyObject or CompleteMultipartUpload under a table path has
+stored the object, it is queued as an upload before the client gets its answer.
 
 Isolation: moto's backends are process-global, keyed by AWS account id. Each gateway has its own
 random 12-digit account id, injected into every request as ``x-moto-account-id``, and its own bucket
