@@ -40,13 +40,29 @@ from botocore.config import Config as BotoConfig
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from ingest import ATTRIBUTES, WORK, generate
+from ingest import ATTRIBUTES, WORK  # the ingest benchmark's attributes and work directory
 
 TOKEN = {"Token": "emulator-classic-token"}
 BUCKET = "optimizely-import"
 MGMT = "/experiment/v1"
 DB = WORK / f"receive-{os.getpid()}.db"  # per run: other benchmarks may share WORK
-BYTES_PER_ROW = 67.07  # of the generated CSV (measured); only used to pick a row count for a size
+ROW_BYTES = 1024  # wide rows: the ingest's own cost per row is measured by ingest.py; here bytes matter
+
+
+def generate(mb: int) -> tuple[pathlib.Path, int]:
+    """A CSV of ``mb`` MiB: customerId and a ~1 KB string per row (kept between runs); (path, rows)."""
+    rows = mb * 2**20 // ROW_BYTES
+    path = WORK / f"receive-{mb}mb.csv"
+    marker = path.with_suffix(".done")
+    if not (path.exists() and marker.exists() and marker.read_text() == str(rows)):
+        filler = b"abcdefghijklmnopqrstuvwxyz0123456789" * 29  # 1044 bytes
+        with path.open("wb") as f:
+            f.write(b"customerId,name\n")
+            for start in range(0, rows, 1000):
+                f.write(b"".join(b"c%09d,%s\n" % (i, filler[i % 36:i % 36 + ROW_BYTES - 12])
+                                 for i in range(start, min(rows, start + 1000))))
+        marker.write_text(str(rows))
+    return path, rows
 
 
 class Server:
@@ -237,16 +253,15 @@ def main() -> int:
     """Run the scenarios and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=int(os.environ.get("DCP_BENCH_RECEIVE_MB", "1024")))
-    parser.add_argument("--quick", action="store_true", help="64 MB files, 500 objects per reset round")
-    parser.add_argument("--objects", type=int, default=2000, help="objects per reset round")
+    parser.add_argument("--quick", action="store_true", help="64 MB files, 300 objects per reset round")
+    parser.add_argument("--objects", type=int, default=1000, help="objects per reset round")
     args = parser.parse_args()
     mb = 64 if args.quick else args.mb
-    objects = 500 if args.quick else args.objects
+    objects = 300 if args.quick else args.objects
     WORK.mkdir(exist_ok=True)
-    rows = int(mb * 2**20 / BYTES_PER_ROW)
-    path = generate(WORK / f"rows-{rows}.csv", rows, seed=3)
+    path, rows = generate(mb)
     size = path.stat().st_size
-    print(f"file: {path} ({size / 2**20:.0f} MiB, {rows:,} rows); server: werkzeug's threaded WSGI server, --db",
+    print(f"file: {path} ({size / 2**20:.0f} MiB, {rows:,} rows of ~1 KB); server: werkzeug's threaded WSGI server, --db",
           flush=True)
     floor_s, receive_s = receive_vs_floor(path)
     ratio = receive_s / floor_s

@@ -33,7 +33,8 @@ from typing import Any, BinaryIO
 
 from .s3_errors import S3Error
 
-CHUNK = 1 << 20  # bytes read from the socket and written to disk at a time
+CHUNK = 1 << 20  # bytes copied at a time between files
+RECEIVE_CHUNK = 256 << 10  # bytes read from the socket at a time: x ~4 in flight per request, x concurrent parts
 BUFFER_PREFIX = "incoming-"  # the ingest's reset and restart leave these alone; we clean them ourselves
 _MAX_LINE = 8192  # an aws-chunked size line or trailer line (a signed chunk's line is ~90 bytes)
 
@@ -219,7 +220,7 @@ def _aws_chunks(src: _Source) -> Any:
         if size == 0:
             break
         while size:
-            data = src.read(min(size, CHUNK))
+            data = src.read(min(size, RECEIVE_CHUNK))
             if not data:
                 raise _incomplete("the body ended inside an aws-chunked chunk")
             size -= len(data)
@@ -238,7 +239,7 @@ def _aws_chunks(src: _Source) -> Any:
 
 
 def _plain(src: _Source) -> Any:
-    while data := src.read(CHUNK):
+    while data := src.read(RECEIVE_CHUNK):
         yield data
     return {}
 
@@ -329,7 +330,7 @@ class BufferDir:
             with open(path, "wb") as out:
                 # Bodies over one chunk are hashed and written by a second thread while the next chunk is
                 # read from the socket (both release the GIL): receiving costs little more than writing.
-                sink = _Sink(out, hashers, threaded=expected is None or expected > CHUNK)
+                sink = _Sink(out, hashers, threaded=expected is None or expected > RECEIVE_CHUNK)
                 try:
                     while True:
                         try:
@@ -431,14 +432,14 @@ class BufferDir:
 
 
 class _Sink:
-    """Hashes and writes the chunks of a body, in a second thread when ``threaded`` (at most 3 chunks queued)."""
+    """Hashes and writes the chunks of a body, in a second thread when ``threaded`` (at most 2 chunks queued)."""
 
     def __init__(self, out: BinaryIO, hashers: list, threaded: bool):
         self.out, self.hashers = out, hashers
         self.error: BaseException | None = None
         self._queue: queue.Queue | None = None
         if threaded:
-            self._queue = queue.Queue(maxsize=3)
+            self._queue = queue.Queue(maxsize=2)
             self._thread = threading.Thread(target=self._run, name="dcp-emulator-s3-body", daemon=True)
             self._thread.start()
 
