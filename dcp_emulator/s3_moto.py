@@ -224,7 +224,7 @@ def forget_released(account_id: str) -> int:
     10,000 objects and a reset). Only objects of this account that are disposed of (and uploads no
     longer open) are dropped; other accounts' (another emulator's, an integrator's mock_aws) stay.
     """
-    from moto.s3.models import FakeKey, FakeMultipart
+    from moto.s3.models import FakeAcl, FakeGrant, FakeGrantee, FakeKey, FakeMultipart
 
     dropped = 0
     open_uploads: set[int] = set()
@@ -239,6 +239,11 @@ def forget_released(account_id: str) -> int:
         kept = [o for o in tracked if getattr(o, "account_id", None) != account_id or not dead(o)]
         dropped += len(tracked) - len(kept)
         tracked[:] = kept
+    # Every object also gets an ACL (three tracked models) that names no account. The trackers only feed
+    # moto's dashboard (an ACL in use stays referenced by its object), so they are dropped whole.
+    for cls in (FakeAcl, FakeGrant, FakeGrantee):
+        dropped += len(cls.instances_tracked)
+        cls.instances_tracked[:] = []
     return dropped
 
 

@@ -259,7 +259,7 @@ def test_buffers_are_deleted_when_overwritten_deleted_aborted_ingested_or_reset(
 
 
 def test_reset_lets_moto_forget_every_object(server, url):
-    from moto.s3.models import FakeKey
+    from moto.s3.models import FakeAcl, FakeKey
 
     table = _table(url)
     s3 = _s3(url, table)
@@ -270,6 +270,7 @@ def test_reset_lets_moto_forget_every_object(server, url):
     assert len([o for o in FakeKey.instances_tracked if getattr(o, "account_id", None) == account]) >= 50
     requests.post(f"{url}/_emulator/reset").raise_for_status()
     assert [o for o in FakeKey.instances_tracked if getattr(o, "account_id", None) == account] == []
+    assert FakeAcl.instances_tracked == []  # each object's ACL was tracked too
 
 
 def test_concurrent_puts_to_one_key_all_succeed_and_all_are_ingested(server, url):
