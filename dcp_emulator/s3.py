@@ -227,6 +227,13 @@ class S3Gateway:
         bucket, _, key = path[1:].partition("/")
         return (bucket or None), key
 
+    @staticmethod
+    def _completes_object(method: str, query: dict) -> bool:
+        """Whether a request stores a whole object (PutObject, CopyObject, CompleteMultipartUpload)."""
+        if method == "PUT":
+            return not (_PUT_SUBRESOURCES & query.keys())
+        return method == "POST" and "uploadId" in query
+
     # ------------------------------------------------------------------ authentication (SigV4)
     def _authenticate(self, environ: dict, method: str) -> dict:
         """The issuer of the request's access key, after checking the SigV4 signature."""
