@@ -26,7 +26,8 @@ from waitress.task import ErrorTask, WSGITask
 from .app import create_app
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError
-from .s3 import IMPORT_BUCKET, S3Gateway, _too_large
+from .s3 import IMPORT_BUCKET, S3Gateway
+from .s3_body import too_large
 
 # Sockets kept free for the database, spooled bodies and the ingest worker when the connection limit
 # is derived from the process's file-descriptor limit.
@@ -81,7 +82,7 @@ class _EnvelopeErrorTask(ErrorTask):
             self.status = status
             self.response_headers.extend(headers)
 
-        body = b"".join(S3Gateway._error(start_response, _too_large(proposed, limit), self.request.path or "/",
+        body = b"".join(S3Gateway._error(start_response, too_large(proposed, limit), self.request.path or "/",
                                          uuid.uuid4().hex[:16].upper(), self.request.command))
         self.complete = True
         self.set_close_on_finish()
