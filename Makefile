@@ -3,6 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
+WORKERS ?= 2
 
 .PHONY: install serve test lint bench clean browser image screenshots
 
@@ -26,9 +27,9 @@ browser:
 		$$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
-# Install, then run the whole test suite.
+# Install, then run the whole test suite, in $(WORKERS) processes (pytest-xdist; WORKERS=0 runs it in one).
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS)
 
 # Static checks (ruff) over the package, tests and benchmarks.
 lint: install
