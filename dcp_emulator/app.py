@@ -16,7 +16,6 @@ from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
 from .journal import Journal
-from .seed import apply_seed, load_seed_file
 from .store import Snapshot, Store
 
 log = logging.getLogger("dcp_emulator")
@@ -61,6 +60,8 @@ class Emulator:
         self.add_readiness_check("seed", lambda: (True, self.seed_status))
 
     def _apply_startup_seeds(self, paths: list[str]) -> None:
+        from .seed import load_seed_file  # seeds need PyYAML: imported when there is one (faster start-up)
+
         applied = []
         for path in paths:
             counts = self.apply_seed(load_seed_file(path), source=path)
@@ -70,6 +71,8 @@ class Emulator:
 
     def apply_seed(self, seed: Any, source: str = "<seed>") -> dict[str, int]:
         """Add a parsed seed's state atomically (SeedError names the problem); returns what it created."""
+        from .seed import apply_seed
+
         return apply_seed(self.store, seed, source=source, default_account_id=DEFAULT_ACCOUNT_ID)
 
     def mark_started(self) -> None:
@@ -242,7 +245,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(profiles_bp, url_prefix="/api")
     app.register_blueprint(control_bp, url_prefix="/_emulator")
 
-    from .s3 import install as install_bulk_import
+    from .bulk import install as install_bulk_import
 
     install_bulk_import(app, emulator)  # S3 endpoint on this app's port, ingest worker, /_emulator/uploads
 

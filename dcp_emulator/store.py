@@ -192,7 +192,7 @@ class Store:
             # A private in-memory database per store: several emulators can live in one process.
             conn = sqlite3.connect(f"file:dcp-{uuid.uuid4().hex}?mode=memory", uri=True, check_same_thread=False,
                                    cached_statements=_STATEMENT_CACHE)
-        self.db = sqlite_utils.Database(conn)
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)  # no entry-point scan per store
         if path:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
