@@ -209,16 +209,20 @@ def install(app: Flask, emulator) -> None:
 
     @app.after_request
     def _journal_record(response: Response) -> Response:
-        if not is_recorded(request.path):
+        req, ctx = request._get_current_object(), g._get_current_object()  # one proxy lookup each, not twenty
+        if not is_recorded(req.path):
             return response
         try:
-            length = request.content_length
+            environ = req.environ
+            length = req.content_length
             raw_request: bytes | str
             if length and length > _CAPTURE_LIMIT:
                 raw_request = _body(b"", length)[0]
+            elif not length and "HTTP_TRANSFER_ENCODING" not in environ:
+                raw_request = b""  # no Content-Length and no Transfer-Encoding: HTTP says there is no body
             else:
                 try:
-                    raw_request = _kept(request.get_data(cache=True))
+                    raw_request = _kept(req.get_data(cache=True))
                 except Exception:  # noqa: BLE001 - e.g. a body over the size limit: still worth an entry
                     raw_request = b"<body not captured>"
             if response.is_streamed or response.direct_passthrough:
@@ -226,20 +230,19 @@ def install(app: Flask, emulator) -> None:
             else:
                 raw_response = _kept(response.get_data())
             kind, account = _caller(emulator)
-            started = g.get("journal_started", time.perf_counter())
-            environ = request.environ
+            started = ctx.get("journal_started", time.perf_counter())
             emulator.journal.record(Recorded({
                 "timestamp": now(),
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string.decode("latin-1"),
+                "method": req.method,
+                "path": req.path,
+                "query": req.query_string.decode("latin-1"),
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "request_id": g.get("request_id"),
+                "request_id": ctx.get("request_id"),
                 "token_kind": kind,
                 "account_id": account,
-                "fault": g.get("fault_rule_id"),
-            }, {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in _HEADER_KEYS}, raw_request,
+                "fault": ctx.get("fault_rule_id"),
+            }, {k: v for k, v in environ.items() if k[:5] == "HTTP_" or k in _HEADER_KEYS}, raw_request,
                 raw_response))
         except Exception:  # recording is best effort; it never changes the answer
             app.logger.exception("could not journal %s %s", request.method, request.path)

@@ -285,7 +285,7 @@ class Store:
         wanted = [(value_column(aid), column_decl(datatype, fmt)) for aid, datatype, fmt in attrs]
         if columns and all(name in columns for name, _ in wanted):
             return
-        self._layouts.clear()
+        self._layouts.pop(datasource_id, None)
         if not columns:
             decls = "".join(f", {name} {decl}" for name, decl in wanted)
             self.db.execute(f"CREATE TABLE {table} (customer_id TEXT PRIMARY KEY NOT NULL{decls}) WITHOUT ROWID")
