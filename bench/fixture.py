@@ -7,9 +7,9 @@ with 10,000 profiles.
 
 from __future__ import annotations
 
-import pathlib
 import json
 import os
+import pathlib
 import statistics
 import subprocess
 import sys

@@ -55,7 +55,7 @@ def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, An
 class Recorded:
     """One request as the hot path records it (raw parts); ``entry()`` builds the journal's dict once."""
 
-    __slots__ = ("id", "fields", "environ_headers", "request_raw", "response_raw", "_entry")
+    __slots__ = ("_entry", "environ_headers", "fields", "id", "request_raw", "response_raw")
 
     def __init__(self, fields: dict, environ_headers: dict, request_raw: bytes | str, response_raw: bytes | str):
         self.id: int | None = None

@@ -8,8 +8,8 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..errors import InvalidField, NotFound, SeedError
 from ..bulk import IMPORT_BUCKET
+from ..errors import InvalidField, NotFound, SeedError
 from . import emulator, json_object, optional_json_object, route
 
 MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
