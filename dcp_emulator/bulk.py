@@ -1,11 +1,12 @@
-"""Bulk import wiring: the ingest worker, the upload endpoints, and the S3 endpoint started in the background.
+"""Bulk import wiring: the ingest worker, the upload endpoints, and the S3 endpoint started on first need.
 
-The S3 endpoint (``s3.S3Gateway``: moto's S3 app behind our SigV4 checks) costs about 0.2 s of imports
-(moto, botocore) and set-up, while an emulator's first requests -- the pytest fixture's reset, an
-integration's first profile call -- need none of it. So ``install`` wires everything that must exist
-before the first request (routes, hooks, the WSGI dispatch) at once, and builds the gateway in a
-thread. Whatever needs the gateway waits for it: an S3 request, ``emulator.s3``, the ``s3`` part of
-/_emulator/health (which therefore reports ready only once S3 really is), closing the emulator.
+The S3 endpoint (``s3.S3Gateway``: moto's S3 app behind our SigV4 checks) costs about 0.25 s of CPU
+for imports (moto, botocore) and set-up, while an emulator's first requests -- the pytest fixture's
+reset, an integration's first profile call -- need none of it. So ``install`` wires at once everything
+that must exist before the first request (routes, hooks, the WSGI dispatch), and the gateway is built
+the first time something needs it: an S3 request, ``emulator.s3``, or the ``s3`` part of
+/_emulator/health, which therefore reports ready only once S3 really is. (Building it in a thread at
+start-up instead would compete for the GIL with those first requests and slow them by ~0.1 s.)
 """
 
 from __future__ import annotations
@@ -18,32 +19,31 @@ IMPORT_BUCKET = "optimizely-import"
 # Paths that always belong to the emulator's own APIs, never to S3 (an S3 client could never send them
 # for our only bucket anyway).
 OWN_PREFIXES = ("/experiment/", "/api/", "/_emulator/", "/oauth2/")
-START_TIMEOUT = 120.0  # seconds anything waits for the S3 endpoint to finish starting
 
 
-class BackgroundGateway:
-    """Stands for the emulator's ``S3Gateway`` while a thread builds it; every use waits until it is built."""
+class LazyGateway:
+    """Stands for the emulator's ``S3Gateway``, building it on first use (concurrent first users wait)."""
 
     def __init__(self, build: Callable[[], Any]):
         self._build = build
         self._gateway: Any = None
         self._error: BaseException | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dcp-emulator-s3-start", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
 
-    def _run(self) -> None:
-        try:
-            self._gateway = self._build()
-        except BaseException as e:  # noqa: BLE001 - kept, and raised to whoever needs the gateway
-            self._error = e
-        finally:
-            self._done.set()
+    @property
+    def built(self) -> bool:
+        """Whether the gateway exists (or its one attempt failed)."""
+        return self._gateway is not None or self._error is not None
 
-    def get(self, timeout: float = START_TIMEOUT) -> Any:
-        """The gateway, once built (raises if it could not be built, or is not built within ``timeout``)."""
-        if not self._done.wait(timeout):
-            raise RuntimeError(f"the S3 endpoint is still starting after {timeout:g} s")
+    def get(self) -> Any:
+        """The gateway, built now if it is not yet (raises if it cannot be built)."""
+        if not self.built:
+            with self._lock:
+                if not self.built:
+                    try:
+                        self._gateway = self._build()
+                    except Exception as e:  # noqa: BLE001 - kept, and raised to whoever needs the gateway
+                        self._error = e
         if self._error is not None:
             raise RuntimeError(f"the S3 endpoint failed to start: {type(self._error).__name__}: "
                                f"{self._error}") from self._error
@@ -54,23 +54,25 @@ class BackgroundGateway:
 
     def reset(self) -> None:
         """Empty the bucket; before the gateway exists there is nothing to empty (nobody could upload)."""
-        if self._done.is_set() and self._gateway is not None:
-            self._gateway.reset()
+        with self._lock:  # a build in progress finishes first: its bucket is new and empty anyway
+            gateway = self._gateway
+        if gateway is not None:
+            gateway.reset()
 
     def readiness(self) -> tuple[bool, str]:
-        """The gateway's readiness, waiting for it to be built."""
+        """The gateway's readiness (building it first)."""
         return self.get().readiness()
 
     def close(self) -> None:
-        """Wait for the build (a late one would leave a moto account behind), then close the gateway."""
-        self._done.wait(START_TIMEOUT)
-        if self._gateway is not None:
-            self._gateway.close()
+        """Close the gateway, if it was ever built."""
+        with self._lock:
+            gateway = self._gateway
+        if gateway is not None:
+            gateway.close()
 
     def middleware(self, app: Callable) -> Callable:
         """A WSGI callable sending S3 requests to the gateway and everything else to ``app``; requests
-        for the emulator's own API paths never wait for the gateway."""
-
+        for the emulator's own API paths never build or wait for the gateway."""
         routed: list[Callable] = []  # the gateway's own dispatch, once built
 
         def dispatch(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -83,7 +85,7 @@ class BackgroundGateway:
         return dispatch
 
 
-def install(app: Any, emulator: Any) -> BackgroundGateway:
+def install(app: Any, emulator: Any) -> LazyGateway:
     """Give an emulator its bulk import: ingest worker, S3 endpoint on the app's port, upload endpoints."""
     from .api.uploads import bp as uploads_bp
     from .ingest import Ingestor
@@ -97,7 +99,7 @@ def install(app: Any, emulator: Any) -> BackgroundGateway:
 
         return S3Gateway(emulator.store, ingestor, config.max_object_bytes)
 
-    gateway = BackgroundGateway(build)
+    gateway = LazyGateway(build)
     emulator.ingestor, emulator.s3 = ingestor, gateway
     emulator.add_close_hook(ingestor.close)  # close hooks run in reverse: S3 stops first, then the worker
     emulator.add_close_hook(gateway.close)

@@ -1,5 +1,5 @@
 """The profile hot paths cost their SQL (no savepoints, cached layouts that never go stale), the cheap
-journal records show exactly what they did, and the S3 side starts in the background without making
+journal records show exactly what they did, and the S3 side starts on first need without making
 anything see it half-built."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from dcp_emulator.app import DEFAULT_TOKENS
-from dcp_emulator.bulk import OWN_PREFIXES, BackgroundGateway
+from dcp_emulator.bulk import OWN_PREFIXES, LazyGateway
 from dcp_emulator.journal import _KEEP_BYTES, BODY_LIMIT
 
 T = {"Token": DEFAULT_TOKENS["classic"]}
@@ -180,31 +180,34 @@ def test_journal_shows_a_long_multibyte_body_as_the_whole_body_would(client):
     assert posted["headers"]["content-type"].startswith("text/plain") and listed["headers"]["token"] == T["Token"]
 
 
-# ---------------------------------------------------------------------- S3 started in the background
+# ---------------------------------------------------------------------- S3 started on first need
 def test_api_requests_never_wait_for_the_s3_side():
     release = threading.Event()
-    gateway = BackgroundGateway(lambda: release.wait(10) and _FakeGateway())
+    gateway = LazyGateway(lambda: release.wait(10) and _FakeGateway())
     app = gateway.middleware(lambda environ, start_response: [b"app"])
-    assert not gateway._done.is_set()
     for prefix in OWN_PREFIXES:
         assert app({"PATH_INFO": prefix + "x"}, None) == [b"app"]
-    gateway.reset()  # nothing to empty yet, and no waiting
+    gateway.reset()  # nothing to empty yet
+    gateway.close()  # nothing to close either
+    assert not gateway.built
     answers = []
     s3 = threading.Thread(target=lambda: answers.append(app({"PATH_INFO": "/optimizely-import/k"}, None)))
     s3.start()
     s3.join(0.2)
-    assert s3.is_alive() and not answers  # an S3 request waits for the gateway
+    assert s3.is_alive() and not answers  # the first S3 request builds the gateway...
+    assert app({"PATH_INFO": "/api/x"}, None) == [b"app"]  # ...while API requests go on
     release.set()
     s3.join(10)
-    assert answers == [[b"s3"]] and gateway.readiness() == (True, "fake")
+    assert answers == [[b"s3"]] and gateway.readiness() == (True, "fake") and gateway.built
     gateway.close()
+    assert gateway.get().closed
 
 
 def test_an_s3_side_that_cannot_start_is_reported_not_ready():
     def broken():
         raise ImportError("no module named moto")
 
-    gateway = BackgroundGateway(broken)
+    gateway = LazyGateway(broken)
     with pytest.raises(RuntimeError, match="the S3 endpoint failed to start: ImportError: no module named moto"):
         gateway.readiness()
     gateway.close()  # nothing was built: nothing to close, no error
@@ -231,3 +234,14 @@ class _FakeGateway:
 
     def close(self):
         self.closed = True
+
+
+# ---------------------------------------------------------------------- URL rules
+def test_url_building_still_works_with_builders_compiled_on_first_use(app):
+    from flask import url_for
+
+    with app.test_request_context():
+        assert url_for("profiles.read_profile", service_id=1, datasource_id=2, customer_id="a/b c") == \
+            "/api/customer_profile/1/2/a/b%20c"
+        assert url_for("profiles.read_profile", service_id=1, datasource_id=2, customer_id="x", q=1) == \
+            "/api/customer_profile/1/2/x?q=1"
