@@ -70,13 +70,28 @@ def drive(url: str, method: str, path: str, body: bytes | None, requests: int, c
     return {"elapsed": time.perf_counter() - started, "latencies": latencies, "errors": errors}
 
 
-def run_client(url: str, scenario: dict, requests: int, connections: int) -> dict:
-    """One measured run, the client in its own process."""
-    spec = json.dumps({"url": url, **scenario, "requests": requests, "connections": connections})
+def drive_both(urls: dict[str, str], spec: dict) -> dict[str, list[dict]]:
+    """Alternate bursts on each app (``rounds`` each, who goes first alternating), so that a change in the
+    machine's load hits both apps alike; each app's runs, in order."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    body = spec["body"].encode() if spec["body"] else None
+    names = list(urls)
+    for i in range(spec["rounds"]):
+        for name in names if i % 2 == 0 else names[::-1]:
+            runs[name].append(drive(urls[name], spec["method"], spec["path"], body, spec["requests"],
+                                    spec["connections"], spec["expect"]))
+    return runs
+
+
+def run_client(urls: dict[str, str], scenario: dict, requests: int, rounds: int, connections: int) -> dict:
+    """One scenario's alternating runs on every app, the client in its own process."""
+    spec = json.dumps({"urls": urls, **scenario, "requests": requests, "rounds": rounds, "connections": connections})
     done = subprocess.run([sys.executable, __file__, "--drive", spec], capture_output=True, text=True, check=True)
     out = json.loads(done.stdout)
-    if out["errors"]:
-        raise SystemExit(f"{scenario['label']} at {url}: unexpected answers {out['errors']}")
+    for name, results in out.items():
+        errors = [e for r in results for e in r["errors"]]
+        if errors:
+            raise SystemExit(f"{scenario['label']} on the {name} app: unexpected answers {errors[:3]}")
     return out
 
 
@@ -269,16 +284,14 @@ def pct(samples: list[float], q: float) -> float:
 def main() -> int:
     """Measure and print; exit status 0 (figures are reported, not enforced)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=500, help="requests per run (default 500)")
-    parser.add_argument("--rounds", type=int, default=5, help="runs per app and scenario, alternating (default 5)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per run (default 200)")
+    parser.add_argument("--rounds", type=int, default=10, help="runs per app and scenario, alternating (default 10)")
     parser.add_argument("--connections", type=int, default=4, help="client connections (default 4)")
     parser.add_argument("--drive", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
         spec = json.loads(args.drive)
-        body = spec["body"].encode() if spec["body"] else None
-        print(json.dumps(drive(spec["url"], spec["method"], spec["path"], body, spec["requests"],
-                               spec["connections"], spec["expect"])))
+        print(json.dumps(drive_both(spec["urls"], spec)))
         return 0
 
     from dcp_emulator.config import Config
@@ -293,18 +306,17 @@ def main() -> int:
     inner = type(servers["emulator"].server)
     print(f"server: {EmulatorServer.__module__}.EmulatorServer ({inner.__module__}.{inner.__name__}) for both apps; "
           f"client: separate process, {args.connections} connections, {args.requests} requests per run, "
-          f"{args.rounds} alternating runs per app; p50/p99 over all runs, req/s the median run; ratio: the median "
-          "of each round's emulator/bare req/s (the two runs of a round are back to back), with its range")
+          f"{args.rounds} runs per app alternating with the other app's; p50/p99 over all runs, req/s the median "
+          "run; ratio: the median of each round's emulator/bare req/s (the two runs of a round are back to back), "
+          "with its range")
     print(f"{'':28s} {'statements':>10s}   {'emulator':^26s}   {'bare Flask, same SQL':^26s}   ratio (range)")
     print(f"{'':28s} {'emu/bare':>10s}   {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}   "
           f"{'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}   req/s")
     try:
         for sc in scenarios(ids):
             counts = f"{statements(emu_app, conn, sc)}/{statements(bare_app, conn, sc)}"
-            runs: dict[str, list[dict]] = {"emulator": [], "bare": []}
-            for _ in range(args.rounds):
-                for name, server in servers.items():
-                    runs[name].append(run_client(server.url, sc, args.requests, args.connections))
+            runs = run_client({name: server.url for name, server in servers.items()}, sc, args.requests,
+                              args.rounds, args.connections)
             figures = {}
             for name, results in runs.items():
                 latencies = [x for r in results for x in r["latencies"]]
