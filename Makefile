@@ -4,20 +4,27 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench clean browser
 
-# Create .venv and install the emulator with its test dependencies (editable).
-install: $(BIN)/.installed
-
-$(BIN)/.installed: pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
-	touch $@
+# Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
+install:
+	@$(PY) tools/ensure_venv.py --venv $(VENV)
 
 # Install, then serve the emulator on $(HOST):$(PORT) with the example seed (Ctrl-C stops it).
 serve: install
-	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed fixtures/example.yaml
+	$(BIN)/python -m dcp_emulator serve --host $(HOST) --port $(PORT) --seed example
+
+# Install Debian's chromium and chromium-driver when missing: the consent page's browser test needs them
+# (it is skipped without them). Uses apt-get, as root or through sudo.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "browser: chromium and chromedriver are installed"; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "browser: apt-get not found; install chromium and its chromedriver yourself" >&2; exit 1; \
+	else \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 
 # Install, then run the whole test suite.
 test: install
@@ -34,4 +41,4 @@ bench: install
 
 # Remove the virtualenv and caches.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(VENV).lock .pytest_cache .ruff_cache *.egg-info

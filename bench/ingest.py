@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 from dcp_emulator import create_app
 from dcp_emulator.config import Config
 
-WORK = pathlib.Path(tempfile.gettempdir()) / "dcp-bench"
 HEADER = ["customerId", "name", "visits", "ltv", "vip", "signup", "last_seen"]
 ATTRIBUTES = [("name", "string", None), ("visits", "long", None), ("ltv", "double", None), ("vip", "bool", None),
               ("signup", "datetime", "yyyy-mm-dd"), ("last_seen", "datetime", "epoch")]
@@ -125,7 +124,7 @@ def rss_child(path: str) -> None:
     proc = psutil.Process()
     # With a database file: the profiles themselves live on disk, so what RSS shows is the ingest's own
     # memory (in memory, the stored profiles would of course grow with the file).
-    _, emu, table = emulator_with_table(str(WORK / "rss.db"))
+    _, emu, table = emulator_with_table(str(pathlib.Path(path).parent / "rss.db"))  # the run's own directory
     baseline = proc.memory_info().rss
     peak = [baseline]
     stop = threading.Event()
@@ -163,13 +162,19 @@ def main() -> int:
     if args.rss_child:
         rss_child(args.rss_child)
         return 0
-    WORK.mkdir(exist_ok=True)
-    path = generate(WORK / f"rows-{args.rows}.csv", args.rows)
+    # A fresh directory per run, removed at the end: runs never share or leave files in a fixed path.
+    with tempfile.TemporaryDirectory(prefix="dcp-bench-") as work:
+        return run(args, pathlib.Path(work))
+
+
+def run(args: argparse.Namespace, work: pathlib.Path) -> int:
+    """The benchmark proper, writing its files under ``work``."""
+    path = generate(work / f"rows-{args.rows}.csv", args.rows)
     mb = path.stat().st_size / 1e6
     print(f"file: {path} ({args.rows:,} rows x {len(ATTRIBUTES)} attributes, {mb:.0f} MB)")
     worst = 0.0
     for label, floor_db, emu_db in (("in memory", ":memory:", None),
-                                    ("--db file", str(WORK / "floor.db"), str(WORK / "emulator.db"))):
+                                    ("--db file", str(work / "floor.db"), str(work / "emulator.db"))):
         floor_s = min(floor(path, floor_db) for _ in range(2))
         spool_s, apply_s, upload = ingest(path, emu_db)
         ratio = apply_s / floor_s
@@ -183,7 +188,7 @@ def main() -> int:
     status = 0
     if not args.skip_rss:
         big_rows = int(args.rows * args.rss_mb * 1e6 / path.stat().st_size)
-        big = generate(WORK / f"rows-{big_rows}.csv", big_rows, seed=2)
+        big = generate(work / f"rows-{big_rows}.csv", big_rows, seed=2)
         print(f"RSS test file: {big} ({big.stat().st_size / 1e6:.0f} MB, {big_rows:,} rows); ingesting in a fresh "
               "process...", flush=True)
         out = subprocess.run([sys.executable, __file__, "--rss-child", str(big)], capture_output=True, text=True, check=False)

@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .clock import Clock
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
@@ -36,11 +37,13 @@ class Emulator:
     def __init__(self, config: Config):
         self.config = config
         self.version = __version__
-        self.store = Store(config.db, max_services_per_account=config.max_services_per_account)
+        self.clock = Clock()  # this emulator's time (tests move it); every part reads it through the store
+        self.store = Store(config.db, max_services_per_account=config.max_services_per_account, clock=self.clock)
         # Parts (S3, ingest worker, journal, ...) plug in here instead of being known to this class.
         self._reset_hooks: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
         self._readiness_checks: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self.add_reset_hook(self.clock.reset)  # a reset returns to real time
         self.journal = Journal(config.journal_size)
         self.faults = Faults()
         self.seed_status = "no start-up seed (default state)"
@@ -251,6 +254,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     install_bulk_import(app, emulator)  # S3 endpoint on this app's port, ingest worker, /_emulator/uploads
 
+    from .api.oauth import install as install_oauth
+
+    install_oauth(app, emulator)  # /oauth2/authorize, /oauth2/token, /_emulator/oauth/..., /_emulator/clock
+
     @app.before_request
     def _request_id() -> None:
         g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
@@ -263,6 +270,9 @@ def create_app(config: Config | None = None) -> Flask:
     @app.after_request
     def _stamp(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if response.status_code == 204:
+            # No body, so no content type (Flask would label the empty string text/html).
+            response.headers.pop("Content-Type", None)
         return response
 
     @app.errorhandler(DcpError)
@@ -273,6 +283,11 @@ def create_app(config: Config | None = None) -> Flask:
     def _http_error(e: HTTPException) -> Response:
         cls = HTTP_STATUS_CLASSES.get(e.code or 500, InternalError)
         message = _HTTP_MESSAGES.get(e.code or 0) or (e.description or e.name)
+        if e.code == 413:
+            limit = request.max_content_length or config.max_body_bytes  # seeds have a larger limit of their own
+            how = ("; raise it with --max-body-bytes (DCP_EMULATOR_MAX_BODY_BYTES)" if limit == config.max_body_bytes
+                   else "")
+            message = f"The request body is larger than the {limit:,} bytes this endpoint accepts{how}."
         err = cls(message)
         err.status = e.code or 500
         resp = error_response(err)
@@ -295,15 +310,16 @@ _HTTP_MESSAGES = {
     404: "No such route. The management API is under /experiment/v1/, the profile API under /api/, the emulator's "
          "own endpoints under /_emulator/.",
     405: "This route does not accept this HTTP method.",
-    413: "The request body is larger than the emulator accepts for JSON requests.",
 }
 
 
 def error_response(err: DcpError) -> Response:
-    """Render any DcpError as the one JSON error envelope (SPEC §3)."""
+    """Render any DcpError as the one JSON error envelope: status, code, message, field (when one field is at
+    fault) and request_id."""
     body = err.to_dict()
     body["request_id"] = g.get("request_id") or uuid.uuid4().hex
-    resp = Response(json.dumps(body), status=err.status, mimetype="application/json")
+    # A trailing newline, as Flask's jsonify gives success bodies (a shell prompt after curl stays on its line).
+    resp = Response(json.dumps(body) + "\n", status=err.status, mimetype="application/json")
     for k, v in err.headers.items():
         resp.headers[k] = v
     return resp

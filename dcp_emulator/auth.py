@@ -1,4 +1,4 @@
-"""Token authentication for the DCP APIs (SPEC §2): classic tokens and OAuth access tokens only."""
+"""Token authentication for the DCP APIs: classic tokens and OAuth access tokens only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import AuthenticationFailed, PersonalTokenRefused, Unauthorized
-from .store import Store, now
+from .store import Store
 
 # Where integrators mistakenly put a token instead of a header.
 _MISPLACED_TOKEN_NAMES = ("token", "access_token", "api_token", "Token")
@@ -54,8 +54,8 @@ def authenticate(store: Store, headers: Mapping[str, str], query: Mapping[str, s
                                    "('Token: <token>') or an OAuth 2.0 access token ('Authorization: Bearer ...').")
     if row["revoked"]:
         raise AuthenticationFailed("Authentication Failed: the token has been revoked.")
-    if row["expires_at"] and row["expires_at"] <= now():
-        # The emulator has no /oauth2/token endpoint yet, so the message must not send anyone there.
-        raise AuthenticationFailed(f"Authentication Failed: the OAuth access token expired at {row['expires_at']}; "
-                                   "obtain a new access token (refresh it) and retry.")
+    if row["expires_at"] and store.clock.is_past(row["expires_at"]):
+        raise AuthenticationFailed(f"Authentication Failed: the OAuth access token expired at {row['expires_at']} "
+                                   f"(the emulator's clock reads {store.now()}); get a new one from /oauth2/token "
+                                   "with grant_type=refresh_token and retry.")
     return Principal(account_id=row["account_id"], token_kind=row["kind"])

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ingest-batch-rows", type=int, default=None, metavar="N",
                        help=f"rows applied per transaction by the bulk ingest ({ENV_PREFIX}INGEST_BATCH_ROWS; "
                             f"default {d.ingest_batch_rows})")
+    serve.add_argument("--oauth-strict-redirects", action="store_true", default=None,
+                       help="refuse loopback http:// redirect URIs (localhost, 127.0.0.1) for the OAuth code grant, "
+                            f"as the vendor does ({ENV_PREFIX}OAUTH_STRICT_REDIRECTS=1; default: accepted)")
     serve.add_argument("--quiet", action="store_true", default=None,
                        help=f"do not log each request ({ENV_PREFIX}LOG_REQUESTS=0)")
     return parser
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             max_services_per_account=args.max_services_per_account, max_body_bytes=args.max_body_bytes,
             max_object_bytes=args.max_object_bytes, journal_size=args.journal_size,
             upload_error_limit=args.upload_error_limit, ingest_batch_rows=args.ingest_batch_rows,
-            log_requests=False if args.quiet else None,
+            log_requests=False if args.quiet else None, oauth_strict_redirects=args.oauth_strict_redirects,
         )
     except ValueError as e:
         print(f"dcp-emulator: {e}", file=sys.stderr)

@@ -24,6 +24,7 @@ class Config:
     upload_error_limit: int = 100  # row errors kept per upload (the total is always counted)
     ingest_batch_rows: int = 2000  # rows applied per transaction by the bulk ingest
     log_requests: bool = True
+    oauth_strict_redirects: bool = False  # refuse http://localhost redirect URIs for the code grant, as the vendor does
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:

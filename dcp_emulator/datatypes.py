@@ -1,4 +1,4 @@
-"""The one datatype validator (SPEC §6), shared by the JSON profile API and the CSV/TSV ingest.
+"""The one datatype validator, shared by the JSON profile API and the CSV/TSV ingest.
 
 ``converter(datatype, format)`` returns a function that turns a written value (a CSV cell, or a
 JSON value) into the typed value we store, or raises ``InvalidValue`` with a reason an integrator

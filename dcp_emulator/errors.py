@@ -1,7 +1,7 @@
 """One error hierarchy for the whole emulator: each class carries its HTTP status and error code.
 
 The store and the validators raise these; one Flask handler (see ``app.py``) renders every one of
-them, and every werkzeug HTTP error, into the single JSON envelope of SPEC §3.
+them, and every werkzeug HTTP error, into the single JSON error envelope.
 """
 
 from __future__ import annotations

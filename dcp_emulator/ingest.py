@@ -1,4 +1,4 @@
-"""Bulk ingest of uploaded CSV/TSV files (SPEC §7): a streaming parser and one background worker per emulator.
+"""Bulk ingest of uploaded CSV/TSV files: a streaming parser and one background worker per emulator.
 
 An upload is a file spooled to disk when its S3 object completed (see ``s3.py``). The worker takes
 uploads in completion order and applies them in transactions of ``config.ingest_batch_rows`` rows;
@@ -139,6 +139,12 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
     """Map header cells to (customerId position, attribute columns), or raise HeaderError saying why."""
     by_name = {a["name"]: a for a in attributes}
     archived = set(archived_names) - set(by_name)
+    if not any(name.lower() == "customerid" for name in cells):
+        # Said first: a file whose key column has another name (`id,orders`) would otherwise be told that
+        # `id` is not a registered attribute, which hides the real problem.
+        example = ",".join(["customerId"] + [a["name"] for a in attributes[:3]])
+        raise HeaderError(f"The header has no customerId column (the name is case-insensitive); the first line "
+                          f"must name the columns, e.g. {example}", value=_shown(",".join(cells)))
     cid_index: int | None = None
     columns: list[Column] = []
     seen: dict[str, int] = {}
@@ -168,10 +174,7 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
             raise HeaderError(reason, column=name, value=name)
         columns.append(Column(i, name, str(attr["id"]), attr["datatype"], attr["format"],
                               datatypes.converter(attr["datatype"], attr["format"])))
-    if cid_index is None:
-        example = ",".join(["customerId"] + [a["name"] for a in attributes[:3]])
-        raise HeaderError(f"The header has no customerId column (the name is case-insensitive); the first line "
-                          f"must name the columns, e.g. {example}", value=_shown(",".join(cells)))
+    assert cid_index is not None  # checked above
     return cid_index, columns
 
 

@@ -24,7 +24,6 @@ from werkzeug.datastructures import EnvironHeaders
 
 from .auth import presented_token
 from .errors import InvalidField
-from .store import now
 
 BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
 _CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read back for the journal
@@ -232,7 +231,7 @@ def install(app: Flask, emulator) -> None:
             kind, account = _caller(emulator)
             started = ctx.get("journal_started", time.perf_counter())
             emulator.journal.record(Recorded({
-                "timestamp": now(),
+                "timestamp": emulator.store.now(),  # the emulator's clock, as token expiry
                 "method": req.method,
                 "path": req.path,
                 "query": req.query_string.decode("latin-1"),

@@ -255,34 +255,144 @@ class DcpEmulator:
         """Delete every fault rule."""
         self._call("DELETE", "/_emulator/faults")
 
+    # ------------------------------------------------------------------ clock
+    def clock(self) -> dict:
+        """The emulator's time: {"now", "offset_seconds", "real_time"}."""
+        return self._call("GET", "/_emulator/clock")
+
+    def advance_clock(self, seconds: float) -> dict:
+        """Move the emulator's clock by ``seconds`` (tokens, codes and presigned URLs expire; timestamps
+        move); every test starts on real time again."""
+        return self._call("POST", "/_emulator/clock", {"advance": seconds})
+
+    def set_clock(self, now: str) -> dict:
+        """Set the emulator's clock to a UTC timestamp such as ``"2030-01-01T00:00:00Z"`` (it keeps running)."""
+        return self._call("POST", "/_emulator/clock", {"now": now})
+
+    # ------------------------------------------------------------------ OAuth 2.0
+    @property
+    def authorize_url(self) -> str:
+        """The OAuth authorization endpoint (the vendor's https://app.optimizely.com/oauth2/authorize)."""
+        return f"{self.url}/oauth2/authorize"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint (the vendor's https://app.optimizely.com/oauth2/token)."""
+        return f"{self.url}/oauth2/token"
+
+    def oauth_app(self, name: str = "Partner app", redirect_uris: list[str] | tuple[str, ...] | str =
+                  ("https://partner.example/oauth/callback",), client_type: str = "confidential",
+                  client_id: str | None = None, client_secret: str | None = None,
+                  account_id: int | None = None) -> dict:
+        """Register an OAuth application; returns it with its client_id and (confidential) client_secret."""
+        fields = {"name": name, "redirect_uris": [redirect_uris] if isinstance(redirect_uris, str)
+                  else list(redirect_uris), "client_type": client_type, "client_id": client_id,
+                  "client_secret": client_secret, "account_id": account_id}
+        return self._call("POST", "/_emulator/oauth/apps", {k: v for k, v in fields.items() if v is not None})
+
+    def authorize(self, app: Mapping[str, Any] | str, account: int | None = None, accept: bool = True, *,
+                  response_type: str = "code", redirect_uri: str | None = None,
+                  state: str | None = None) -> Any:
+        """Run the user's part of the flow without a browser: open the authorization URL, then accept (or
+        deny) for ``account`` (default: the default account). Returns the code for an accepted code
+        grant, else the parameters the redirect carries (the implicit grant's fragment, or the error)."""
+        client_id = app if isinstance(app, str) else app["client_id"]
+        if redirect_uri is None:
+            uris = ([] if isinstance(app, str) else app.get("redirect_uris")) or \
+                self._call("GET", f"/_emulator/oauth/apps/{urllib.parse.quote(client_id, safe='')}")["redirect_uris"]
+            redirect_uri = uris[0]
+        query = {"client_id": client_id, "redirect_uri": redirect_uri, "response_type": response_type,
+                 "scopes": "all", "state": state}
+        url = self.authorize_url + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        opener = urllib.request.build_opener(_NoRedirect)  # an error redirect points at the partner's server
+        try:
+            with opener.open(url, timeout=self.timeout) as resp:
+                authorization = resp.headers.get("X-Dcp-Emulator-Authorization")
+        except urllib.error.HTTPError as e:
+            where = e.headers.get("Location") or e.read().decode("utf-8", errors="replace")
+            raise DcpEmulatorError(f"GET /oauth2/authorize answered {e.code}: {where}", e.code, where) from None
+        outcome = self.decide_authorization(authorization, account, accept)
+        if accept and response_type == "code":
+            return outcome["params"]["code"]
+        return outcome["params"]
+
+    def pending_authorizations(self) -> list[dict]:
+        """Authorization requests waiting on the consent page (e.g. opened by the code under test)."""
+        return self._call("GET", "/_emulator/oauth/authorizations")["authorizations"]
+
+    def decide_authorization(self, authorization_id: str, account: int | None = None, accept: bool = True) -> dict:
+        """Accept or deny a pending authorization for ``account``: {"redirect_to", "params", ...}."""
+        body: dict[str, Any] = {"accept": accept}
+        if account is not None:
+            body["account_id"] = account
+        return self._call("POST", f"/_emulator/oauth/authorizations/{urllib.parse.quote(authorization_id, safe='')}",
+                          body)
+
+    def revoke_oauth_app(self, app: Mapping[str, Any] | str, account: int | None = None) -> dict:
+        """What the user does in "API Access" settings: the app's tokens for ``account`` stop working (403)."""
+        client_id = app if isinstance(app, str) else app["client_id"]
+        body = {"account_id": account} if account is not None else {}
+        return self._call("POST", f"/_emulator/oauth/apps/{urllib.parse.quote(client_id, safe='')}/revoke", body)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Hand a redirect back as an HTTPError instead of following it."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
 
 def resolve_seed_path(seed: str | os.PathLike, base: str | os.PathLike | None = None) -> pathlib.Path:
-    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory."""
-    path = pathlib.Path(seed)
-    candidates = [path] if path.is_absolute() else [pathlib.Path(base) / path] if base else []
-    if not path.is_absolute():
-        candidates.append(pathlib.Path.cwd() / path)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"seed file {str(seed)!r} not found (tried {tried})")
+    """A seed file: absolute, or relative to ``base`` (the test's directory), then the working directory;
+    else a built-in seed by name (``"example"``)."""
+    from .seeds import resolve_seed
+
+    return resolve_seed(seed, base)
 
 
 # ---------------------------------------------------------------------- pytest hooks and fixtures
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker so ``--strict-markers`` accepts it."""
+    """Register the marker so ``--strict-markers`` accepts it; refuse xdist workers sharing one emulator."""
     config.addinivalue_line(
         "markers", f"{MARKER}(seed): reset the dcp_emulator fixture to this seed (a YAML file path, relative to "
-                   "the test file or the working directory, or a mapping) before each test")
+                   "the test file or the working directory, or a built-in seed name such as \"example\", or a "
+                   "mapping) before each test")
+    urls = external_urls()
+    workers = _xdist_workers(config)
+    if urls and workers > len(urls):
+        # Every test resets the emulator it uses: workers sharing one would wipe each other's state at
+        # random moments. Refuse before any test runs rather than fail at random.
+        raise pytest.UsageError(
+            f"dcp_emulator: {ENV_URL} names {len(urls)} emulator(s) but pytest-xdist runs {workers} workers, and "
+            "each test resets the emulator it uses, so workers sharing one would reset each other's state "
+            f"mid-test. Give one emulator per worker ({ENV_URL}=http://host:8080,http://host:8081,...), unset "
+            f"{ENV_URL} to let each worker start its own, or run without -n.")
+
+
+def external_urls() -> list[str]:
+    """The emulators named by $DCP_EMULATOR_URL (comma-separated: one per pytest-xdist worker)."""
+    return [u.strip().rstrip("/") for u in os.environ.get(ENV_URL, "").split(",") if u.strip()]
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    """How many pytest-xdist workers this (controller) session starts; 0 without xdist or inside a worker."""
+    if hasattr(config, "workerinput"):
+        return 0
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, str):  # "auto"/"logical" not resolved yet: as many as CPUs
+        workers = os.cpu_count() or 2
+    return int(workers or 0) or len(getattr(config.option, "tx", None) or [])
 
 
 @pytest.fixture(scope="session")
 def dcp_emulator_url():
-    """Base URL of the session's emulator: $DCP_EMULATOR_URL, else one served in this process."""
-    external = os.environ.get(ENV_URL, "").strip()
-    if external:
-        yield external.rstrip("/")
+    """Base URL of the session's emulator: $DCP_EMULATOR_URL (this xdist worker's, when it names several),
+    else one served in this process."""
+    urls = external_urls()
+    if urls:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+        index = int(worker[2:]) if worker[2:].isdecimal() else 0
+        yield urls[index % len(urls)]
         return
     from .config import Config
     from .server import EmulatorServer
@@ -296,7 +406,7 @@ def dcp_emulator_url():
 
 @pytest.fixture(scope="session")
 def _dcp_emulator_handle(dcp_emulator_url: str) -> DcpEmulator:
-    external = bool(os.environ.get(ENV_URL, "").strip())
+    external = bool(external_urls())
     wait = float(os.environ.get(ENV_WAIT) or 30) if external else 0.0
     try:
         return DcpEmulator(dcp_emulator_url, wait=wait)

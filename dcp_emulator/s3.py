@@ -1,4 +1,4 @@
-"""The S3 import endpoint (SPEC §7): moto's S3 served on the emulator's own port, behind SigV4 checks.
+"""The S3 import endpoint: moto's S3 served on the emulator's own port, behind SigV4 checks.
 
 ``S3Gateway.middleware`` wraps the Flask app's WSGI callable. Requests for the bucket (path style
 ``/optimizely-import/...``, virtual-host style ``Host: optimizely-import.<host>``) or any other
@@ -303,7 +303,7 @@ class S3Gateway:
             raise _denied(f"Signature mismatch for access key {access_key!r}: the request was not signed with "
                           "this key's secret (check aws_secret_key), or it was altered after signing.")
         if presigned:
-            _check_expiry(timestamp, params.get("X-Amz-Expires"))
+            _check_expiry(timestamp, params.get("X-Amz-Expires"), self.store.clock.now())
         return {**owner, "access_key": access_key}
 
     @staticmethod
@@ -557,13 +557,13 @@ def _copy_source_key(copy_source: str) -> str | None:
     return key if bucket == IMPORT_BUCKET else None
 
 
-def _check_expiry(timestamp: str, expires: str | None) -> None:
+def _check_expiry(timestamp: str, expires: str | None, now: _dt.datetime) -> None:
     try:
         signed_at = _dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.UTC)
         seconds = int(expires or "604800")
     except ValueError:
         raise _denied(f"Malformed X-Amz-Date {timestamp!r} or X-Amz-Expires {expires!r}.") from None
-    if _dt.datetime.now(_dt.UTC) > signed_at + _dt.timedelta(seconds=seconds):
+    if now > signed_at + _dt.timedelta(seconds=seconds):
         raise _denied(f"Request has expired: the presigned URL was valid for {seconds} s from {timestamp}.")
 
 

@@ -1,10 +1,11 @@
-"""Seed files (SPEC §8): YAML whose field names are the API's own, applied atomically and exported back.
+"""Seed files: YAML whose field names are the API's own, applied atomically and exported back.
 
 A seed describes state the way the API shows it::
 
     accounts:      [{id, name, tokens: [{token, kind, expires_at?, revoked?}]}]
     dcp_services:  [{id?, account_id?, name, aws_access_key?, ..., datasources: [...], aliases: {...}}]
     projects:      [{id?, account_id?, project_name, project_status?, dcp_service_id?}]
+    oauth_apps:    [{client_id?, client_secret?, name, redirect_uris: [...], client_type?, account_id?}]
 
 Ids, AWS keys and timestamps that are given are kept verbatim; missing ids come from the store's
 sequence, missing keys from ``store.aws_key_pair`` (deterministic by id) and missing timestamps are
@@ -27,6 +28,8 @@ from typing import Any
 import yaml
 
 from .errors import DcpError, SeedError
+from .oauth import list_apps, register_app
+from .seeds import resolve_seed
 from .store import MAX_CUSTOMER_ID_LENGTH, TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
@@ -35,7 +38,7 @@ MAX_DEPTH = 64  # YAML nesting accepted (a seed needs about 8)
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
-_TOP_KEYS = ("accounts", "dcp_services", "projects")
+_TOP_KEYS = ("accounts", "dcp_services", "projects", "oauth_apps")
 _ACCOUNT_KEYS = ("id", "name", "tokens")
 _TOKEN_KEYS = ("token", "kind", "expires_at", "revoked", "refresh_token", "client_id", "account_id")
 _GIVEN = ("id", "aws_access_key", "aws_secret_key", "created", "last_modified")
@@ -145,9 +148,12 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
 
 
 def load_seed_file(path: str | pathlib.Path) -> dict:
-    """Read and parse one seed file; a missing or unreadable file is a SeedError too."""
+    """Read and parse one seed file, or a built-in seed by name (``example``); a missing or unreadable
+    file is a SeedError too."""
     try:
-        raw = pathlib.Path(path).read_bytes()
+        raw = resolve_seed(path).read_bytes()
+    except FileNotFoundError as e:
+        raise SeedError(str(path), "", str(e)) from None
     except OSError as e:
         raise SeedError(str(path), "", f"cannot read the seed file: {e.strerror or e}") from None
     return parse_seed(raw, str(path))
@@ -174,7 +180,7 @@ class _Applier:
         self.default_account_id = default_account_id
         self.first_account_id: int | None = None  # services/projects without account_id belong to it
         self.counts = {k: 0 for k in ("accounts", "tokens", "dcp_services", "datasources", "attributes",
-                                      "profiles", "aliases", "projects")}
+                                      "profiles", "aliases", "projects", "oauth_apps")}
         self.to_archive: list[tuple[str, int]] = []
 
     def fail(self, path: str, problem: str) -> SeedError:
@@ -264,6 +270,8 @@ class _Applier:
             self.service(service, f"dcp_services[{i}]")
         for i, project in enumerate(self.items(seed.get("projects"), "projects")):
             self.project(project, f"projects[{i}]")
+        for i, app in enumerate(self.items(seed.get("oauth_apps"), "oauth_apps")):
+            self.oauth_app(app, f"oauth_apps[{i}]")
         # Archived things cannot be written, so they are archived last, after their contents exist
         # (timestamps untouched: they are the seed's). Archiving a service archives its tables, as DELETE does.
         for table, entity_id in self.to_archive:
@@ -508,6 +516,13 @@ class _Applier:
         self.call(path, self.store.create_project, account_id, fields, **given)
         self.counts["projects"] += 1
 
+    def oauth_app(self, d: Any, path: str) -> None:
+        if not isinstance(d, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(d)}")
+        fields = {**d, "account_id": self.owner(d, path)}  # defaults like the other entities' account_id
+        self.call(path, register_app, self.store, fields, fields["account_id"])
+        self.counts["oauth_apps"] += 1
+
 
 def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_id: int | None = None) -> dict:
     """Apply one parsed seed atomically; returns counts of what was created. Raises SeedError."""
@@ -577,7 +592,7 @@ def export_state(store: Store) -> dict:
                 project["dcp_service_id"] = p["dcp_service_id"]
             project.update(created=p["created"], last_modified=p["last_modified"])
             projects.append(project)
-    return {"accounts": accounts, "dcp_services": services, "projects": projects}
+    return {"accounts": accounts, "dcp_services": services, "projects": projects, "oauth_apps": list_apps(store)}
 
 
 def _export_service(store: Store, s: dict) -> dict:

@@ -33,6 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from . import datatypes
+from .clock import Clock
 from .errors import Archived, InvalidField, LimitExceeded, NotFound
 
 KEYFIELD_LOCATOR_TYPES = ("cookie", "query parameter", "js_variable", "uid")
@@ -70,7 +71,7 @@ CREATE TABLE IF NOT EXISTS aliases (
     dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
     customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sequence (name TEXT PRIMARY KEY, next_id INTEGER NOT NULL);
--- Bulk uploads through S3 (SPEC §7), in completion order (AUTOINCREMENT: ids are never reused, even
+-- Bulk uploads through S3, in completion order (AUTOINCREMENT: ids are never reused, even
 -- across resets, so a stale spool file can never be mistaken for a newer upload's).
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL, dcp_service_id INTEGER NOT NULL,
@@ -80,6 +81,18 @@ CREATE TABLE IF NOT EXISTS uploads (
     warnings TEXT NOT NULL DEFAULT '[]', failure TEXT, received_at TEXT NOT NULL, started_at TEXT,
     finished_at TEXT, spool TEXT, records_done INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS uploads_unfinished ON uploads(status, id);
+-- OAuth 2.0 (dcp_emulator/oauth.py): registered applications, consent requests awaiting the user's
+-- decision, authorization codes. Access tokens are rows of tokens (kind oauth, client_id, refresh_token).
+CREATE TABLE IF NOT EXISTS oauth_apps (
+    client_id TEXT PRIMARY KEY, client_secret TEXT, name TEXT NOT NULL, redirect_uris TEXT NOT NULL,
+    client_type TEXT NOT NULL, account_id INTEGER NOT NULL REFERENCES accounts(id));
+CREATE TABLE IF NOT EXISTS oauth_requests (
+    id TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL, response_type TEXT NOT NULL,
+    state TEXT, created TEXT NOT NULL, expires_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oauth_codes (
+    code TEXT PRIMARY KEY, client_id TEXT NOT NULL, account_id INTEGER NOT NULL, redirect_uri TEXT NOT NULL,
+    expires_at TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0, refresh_token TEXT);
+CREATE INDEX IF NOT EXISTS tokens_refresh ON tokens(refresh_token);
 """
 
 # Profile storage: table and column names are built from integer ids only (no client text in SQL).
@@ -121,12 +134,12 @@ MAX_CUSTOMER_ID_LENGTH = 1024  # the same bound for the profile API, seeds and b
 MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
 # Tables emptied by a reset, children first.
-STATE_TABLES = ("uploads", "aliases", "projects", "attributes", "datasources", "dcp_services", "tokens",
-                "accounts", "sequence")
+STATE_TABLES = ("uploads", "aliases", "projects", "attributes", "datasources", "dcp_services", "oauth_codes",
+                "oauth_requests", "oauth_apps", "tokens", "accounts", "sequence")
 
 
 def now() -> str:
-    """The current UTC time in the API's timestamp format (microseconds, 'Z')."""
+    """The real current UTC time in the API's timestamp format; a store's own ``Store.now()`` follows its clock."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -179,8 +192,9 @@ class Snapshot:
 class Store:
     """All emulator state, behind API-shaped methods."""
 
-    def __init__(self, path: str | None = None, max_services_per_account: int = 1):
+    def __init__(self, path: str | None = None, max_services_per_account: int = 1, clock: Clock | None = None):
         self.path = path
+        self.clock = clock or Clock()  # the emulator's one clock (tests move it); real time by default
         self.max_services_per_account = max_services_per_account
         self.lock = threading.RLock()
         self._view_deferred = self._view_stale = False
@@ -205,6 +219,10 @@ class Store:
                     self._rebuild_profiles_view()
 
     # ------------------------------------------------------------------ plumbing
+    def now(self) -> str:
+        """The emulator's current time (its clock, which tests can move) in the API's timestamp format."""
+        return self.clock.timestamp()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """Hold the store lock and run the block as one transaction (rolled back on any error)."""
@@ -555,7 +573,7 @@ class Store:
                 self._check_service_limit(db, account_id)
             sid = self.next_id(given.get("id"))
             access, secret = aws_key_pair("service", sid)
-            ts = given.get("created") or now()
+            ts = given.get("created") or self.now()
             db["dcp_services"].insert({
                 "id": sid, "account_id": account_id, "name": name, "archived": int(bool(given.get("archived"))),
                 "aws_access_key": given.get("aws_access_key") or access,
@@ -582,7 +600,7 @@ class Store:
                 db.execute("UPDATE dcp_services SET name = ? WHERE id = ?", (name, service_id))
                 self.delete_service(account_id, service_id)
             return self.get_service(account_id, service_id)
-        ts = now()
+        ts = self.now()
         with self.transaction() as db:
             if row["archived"]:
                 self._check_service_limit(db, account_id)
@@ -606,7 +624,7 @@ class Store:
     def delete_service(self, account_id: int, service_id: int) -> None:
         """DELETE dcp_services/{id}: archive the service and all its tables."""
         self._service_row(account_id, service_id)
-        ts = now()
+        ts = self.now()
         with self.transaction() as db:
             db.execute("UPDATE dcp_services SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (ts, service_id))
@@ -641,7 +659,7 @@ class Store:
         given = given or {}
         did = self.next_id(given.get("id"))
         access, secret = aws_key_pair("datasource", did)
-        ts = given.get("created") or now()
+        ts = given.get("created") or self.now()
         db["datasources"].insert({
             "id": did, "dcp_service_id": service_id, "name": values["name"],
             "description": values.get("description"), "is_optimizely": int(is_optimizely),
@@ -701,7 +719,7 @@ class Store:
                 "UPDATE datasources SET name = ?, description = ?, keyfield_locator_type = ?, "
                 "keyfield_locator_name = ?, archived = ?, last_modified = ? WHERE id = ?",
                 (values["name"], values["description"], values["keyfield_locator_type"],
-                 values["keyfield_locator_name"], int(archived), now(), datasource_id))
+                 values["keyfield_locator_name"], int(archived), self.now(), datasource_id))
         return self.get_datasource(account_id, datasource_id)
 
     def delete_datasource(self, account_id: int, datasource_id: int) -> None:
@@ -712,7 +730,7 @@ class Store:
                                field="id")
         with self.transaction() as db:
             db.execute("UPDATE datasources SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
-                       (now(), datasource_id))
+                       (self.now(), datasource_id))
 
     def _check_writable_datasource(self, row: dict) -> None:
         if row.get("service_archived"):
@@ -784,7 +802,7 @@ class Store:
                     raise InvalidField(f"Table {datasource_id} already has an attribute named {name!r} (id {clash[0]}); "
                                        "names are case-sensitive and unique within a table.", field="name")
             aid = self.next_id(given.get("id"))
-            ts = given.get("created") or now()
+            ts = given.get("created") or self.now()
             db["attributes"].insert({
                 "id": aid, "dcp_datasource_id": datasource_id, "name": name, "datatype": datatype,
                 "format": fmt, "description": description, "is_value_public": int(is_public),
@@ -820,7 +838,7 @@ class Store:
                     raise InvalidField(f"Cannot unarchive: attribute {clash['id']} of this table is already named "
                                        f"{row['name']!r}.", field="archived")
             db.execute("UPDATE attributes SET description = ?, is_value_public = ?, archived = ?, last_modified = ? "
-                       "WHERE id = ?", (description, int(is_public), int(archived), now(), attribute_id))
+                       "WHERE id = ?", (description, int(is_public), int(archived), self.now(), attribute_id))
             self._layouts.pop(row["dcp_datasource_id"], None)
         return self.get_attribute(account_id, attribute_id)
 
@@ -830,7 +848,7 @@ class Store:
         self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
         with self.transaction() as db:
             db.execute("UPDATE attributes SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
-                       (now(), attribute_id))
+                       (self.now(), attribute_id))
             self._layouts.pop(row["dcp_datasource_id"], None)
 
     def active_attributes(self, datasource_id: int) -> list[dict]:
@@ -867,7 +885,7 @@ class Store:
         service_id = self._project_service(account_id, fields, None)
         with self.transaction() as db:
             pid = self.next_id(given.get("id"))
-            ts = given.get("created") or now()
+            ts = given.get("created") or self.now()
             db["projects"].insert({"id": pid, "account_id": account_id, "project_name": name,
                                    "project_status": status, "dcp_service_id": service_id, "created": ts,
                                    "last_modified": given.get("last_modified") or ts})
@@ -882,7 +900,7 @@ class Store:
         service_id = self._project_service(account_id, fields, row["dcp_service_id"])
         with self.transaction() as db:
             db.execute("UPDATE projects SET project_name = ?, project_status = ?, dcp_service_id = ?, "
-                       "last_modified = ? WHERE id = ?", (name, status, service_id, now(), project_id))
+                       "last_modified = ? WHERE id = ?", (name, status, service_id, self.now(), project_id))
         return self.get_project(account_id, project_id)
 
     @staticmethod
@@ -1115,7 +1133,7 @@ class Store:
         return None
 
 
-    # ------------------------------------------------------------------ bulk uploads (SPEC §7)
+    # ------------------------------------------------------------------ bulk uploads
     def import_target(self, service_id: int, datasource_id: int) -> dict | None:
         """The table an S3 path dcp/{service_id}/{datasource_id}/ names, with both archived flags, or None."""
         return self._one(
@@ -1145,7 +1163,7 @@ class Store:
             cur = db.execute(
                 "INSERT INTO uploads (account_id, dcp_service_id, datasource_id, key, file_name, size_bytes, status, "
                 "warnings, received_at, spool) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (account_id, service_id, datasource_id, key, file_name, size_bytes, json.dumps(warnings), now(),
+                (account_id, service_id, datasource_id, key, file_name, size_bytes, json.dumps(warnings), self.now(),
                  spool))
             upload_id = cur.lastrowid
         return self.get_upload(upload_id)
@@ -1189,7 +1207,7 @@ class Store:
         """Mark an upload processing (keeping the first start time on resume); False if it is gone."""
         with self.transaction() as db:
             cur = db.execute("UPDATE uploads SET status = 'processing', started_at = coalesce(started_at, ?) "
-                             "WHERE id = ? AND status IN ('pending', 'processing')", (now(), upload_id))
+                             "WHERE id = ? AND status IN ('pending', 'processing')", (self.now(), upload_id))
             return cur.rowcount == 1
 
     def apply_upload_batch(self, upload_id: int, sql: str, rows: list, progress: dict) -> bool:
@@ -1212,7 +1230,7 @@ class Store:
                       errors: list[dict] | None = None) -> None:
         """Give an unfinished upload its final status (and, for a failure, the reason)."""
         with self.transaction() as db:
-            sets, params = ["status = ?", "finished_at = ?", "failure = ?", "spool = NULL"], [status, now(), failure]
+            sets, params = ["status = ?", "finished_at = ?", "failure = ?", "spool = NULL"], [status, self.now(), failure]
             if errors is not None:
                 sets.append("errors = ?")
                 params.append(json.dumps(errors))

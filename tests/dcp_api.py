@@ -36,7 +36,7 @@ def ok(resp: Any, status: int) -> Any:
 
 
 def error(resp: Any, status: int, code: str | None = None, field: str | None = None) -> dict:
-    """Assert the response is the SPEC §3 error envelope with this status (and code/field)."""
+    """Assert the response is the JSON error envelope with this status (and code/field)."""
     err = ok(resp, status)
     assert set(err) <= {"status", "code", "message", "field", "request_id"}, err
     assert err["status"] == status and err["message"] and err["request_id"] and err["code"], err

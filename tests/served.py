@@ -25,8 +25,10 @@ BANNER_RE = re.compile(r"listening on (http://\S+?) ")
 class ServedEmulator:
     """One ``python -m dcp_emulator serve`` subprocess; ``url`` is its base URL once started."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, port_arg: bool = True):
+    def __init__(self, *args: str, env: dict[str, str] | None = None, port_arg: bool = True,
+                 cwd: Path | None = None):
         self.args = list(args)
+        self.cwd = cwd or ROOT
         if port_arg and "--port" not in self.args:
             self.args += ["--port", "0"]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -47,7 +49,7 @@ class ServedEmulator:
 
     def start(self, timeout: float = 20) -> ServedEmulator:
         """Start the process and wait until its banner is printed and /_emulator/health answers."""
-        self.proc = subprocess.Popen([sys.executable, "-m", "dcp_emulator", "serve", *self.args], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "dcp_emulator", "serve", *self.args], cwd=self.cwd,
                                      env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
             threading.Thread(target=self._drain, args=(stream, sink), daemon=True).start()

@@ -1,4 +1,4 @@
-"""SPEC §2: the authentication matrix and account isolation."""
+"""The authentication matrix and account isolation."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_expired_oauth_tokens_are_403(app, client):
     _store(app).create_token("old-oauth", "oauth", 1001, expires_at=_iso(-dt.timedelta(seconds=1)))
     err = error(client.get(f"{MGMT}/dcp_services", headers={"Authorization": "Bearer old-oauth"}), 403,
                 "authentication_failed")
-    assert "expired at" in err["message"] and "/oauth2/" not in err["message"]  # no endpoint to refresh at yet
+    assert "expired at" in err["message"] and "refresh_token" in err["message"]  # says when, and how to recover
 
 
 def test_the_control_plane_needs_no_token(client):

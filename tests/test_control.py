@@ -154,7 +154,7 @@ def test_post_seed_yaml_json_and_reset_first(client):
     assert resp.status_code == 201
     assert resp.get_json() == {"status": "seeded", "reset": None, "created": {
         "accounts": 0, "tokens": 0, "dcp_services": 1, "datasources": 0, "attributes": 0, "profiles": 0,
-        "aliases": 0, "projects": 0}, "default_account_id": 1001, "tokens": DEFAULT_TOKENS}
+        "aliases": 0, "projects": 0, "oauth_apps": 0}, "default_account_id": 1001, "tokens": DEFAULT_TOKENS}
     # ?reset=true replaces instead of adding (the one-service limit does not apply to seeds anyway).
     resp = client.post("/_emulator/seed?reset=true", json={"dcp_services": [{"id": 41, "name": "From JSON"}]})
     assert resp.status_code == 201

@@ -1,4 +1,4 @@
-"""SPEC §6: every row of the datatype conformance table, through the JSON profile API.
+"""Every row of the datatype conformance table, through the JSON profile API.
 
 Each valid value is written both as a JSON string (what CSV cells are) and, where JSON has a native
 type for it, as that native value; the read-back must be typed. Each invalid value must be a 400
@@ -30,7 +30,7 @@ ATTRS = {
     "s": ("string", None),
 }
 
-# (attribute, value as written, value read back): the "valid" column of SPEC §6, as JSON strings
+# (attribute, value as written, value read back): the "valid" column of the vendor's datatype table, as JSON strings
 # and as native JSON values.
 VALID = [
     ("b", "false", False), ("b", "True", True), ("b", "TRUE", True), ("b", "tRuE", True),
@@ -48,7 +48,7 @@ VALID = [
     ("s", "ünïcödé 😀", "ünïcödé 😀"), ("s", "x" * 10000, "x" * 10000),
 ]
 
-# (attribute, value as written): the "invalid" column of SPEC §6, plus native JSON values of the wrong kind.
+# (attribute, value as written): the "invalid" column of the vendor's datatype table, plus native JSON values of the wrong kind.
 INVALID = [
     ("b", "0"), ("b", "1"), ("b", "y"), ("b", "n"), ("b", 0), ("b", 1), ("b", ""), ("b", "truee"),
     ("l", "foo"), ("l", "9223372036854775810"), ("l", 9223372036854775810), ("l", "-9223372036854775808"),

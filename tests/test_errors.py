@@ -1,4 +1,4 @@
-"""SPEC §3: one JSON error envelope for every error, and no input — however malformed — gives a 500."""
+"""One JSON error envelope for every error, and no input — however malformed — gives a 500."""
 
 from __future__ import annotations
 
@@ -255,3 +255,29 @@ def test_oversized_bodies_over_a_real_socket_with_and_without_content_length():
         assert requests.get(url, headers=H, timeout=10).status_code == 200  # the server is still fine
     finally:
         server.shutdown()
+
+
+def test_error_bodies_end_with_a_newline_like_success_bodies(client):
+    success = client.get(f"{MGMT}/dcp_services", headers=H)
+    failure = client.get(f"{MGMT}/dcp_services/999", headers=H)
+    assert success.status_code == 200 and success.get_data(as_text=True).endswith("\n")
+    assert failure.status_code == 404 and failure.get_data(as_text=True).endswith("}\n")
+
+
+def test_a_204_carries_no_content_type(client):
+    service = create_service(client, H)
+    resp = client.delete(f"{MGMT}/dcp_services/{service['id']}", headers=H)
+    assert resp.status_code == 204 and resp.get_data() == b""
+    assert "Content-Type" not in resp.headers
+    assert "Content-Type" not in client.delete("/_emulator/faults").headers
+
+
+def test_the_413_message_names_the_limit_and_the_option_that_raises_it():
+    app = create_app(Config(max_body_bytes=2000))
+    try:
+        err = error(app.test_client().post(f"{MGMT}/dcp_services", data=json.dumps({"name": "x" * 5000}),
+                                           headers=JSON), 413, "payload_too_large")
+        assert "2,000 bytes" in err["message"] and "--max-body-bytes" in err["message"]
+        assert "DCP_EMULATOR_MAX_BODY_BYTES" in err["message"]
+    finally:
+        app.extensions["dcp_emulator"].close()

@@ -1,4 +1,4 @@
-"""SPEC §7 file rules, row rejection, Upload History, wait and template CSV — through the real S3 protocol.
+"""The bulk upload's file rules, row rejection, Upload History, wait and template CSV — through the real S3 protocol.
 
 Every upload here is a SigV4-signed PutObject sent through the emulator's S3 endpoint (in-process,
 with the Flask test client), then processed by the emulator's own ingest worker.
@@ -111,6 +111,7 @@ def test_a_subset_of_attributes_is_fine(c, table):
 
 @pytest.mark.parametrize(("text", "column", "words"), [
     ("name,age\nAnn,3\n", None, ["no customerId column"]),
+    ("id,name\nc1,x\n", None, ["no customerId column", "customerId,name"]),  # not "'id' is not registered"
     ("customerId,nickname\nc1,x\n", "nickname", ["'nickname'", "not a registered attribute", "'name'"]),
     ("customerId,Name\nc1,x\n", "Name", ["Did you mean 'name'", "case-sensitive"]),
     ("customerId,name,name\nc1,x,y\n", "name", ["twice"]),
@@ -234,7 +235,7 @@ def test_long_customer_id_is_rejected(c, table):
     assert profile(c, H, table, "ok") == {"age": 2}
 
 
-# ---------------------------------------------------------------------- SPEC §6 conformance as CSV cells
+# ---------------------------------------------------------------------- the datatype conformance table as CSV cells
 ATTRS = {"b": ("bool", None), "l": ("long", None), "d": ("double", None), "day": ("datetime", "yyyy-mm-dd"),
          "ts": ("datetime", "yyyy-mm-ddThh:mm:ssZ"), "ep": ("datetime", "epoch"), "s": ("string", None)}
 VALID = [("b", "false", False), ("b", "True", True), ("b", "TRUE", True),

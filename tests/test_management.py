@@ -1,7 +1,7 @@
-"""SPEC §4: the management API — services, tables (datasources), attributes, projects.
+"""The management API — services, tables (datasources), attributes, projects.
 
 Every success path, every documented refusal (with the field named), the fields of every entity in
-every response, the status codes of SPEC §3, and archive/unarchive semantics.
+every response, the documented status codes, and archive/unarchive semantics.
 """
 
 from __future__ import annotations

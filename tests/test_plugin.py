@@ -254,7 +254,7 @@ def test_bad_seeds_fail_the_test_with_a_clear_message(pytester):
     result = run(pytester)
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
-        "*dcp_emulator: seed file 'missing.yaml' not found*",
+        "*dcp_emulator: seed 'missing.yaml' is neither a file (tried *missing.yaml) nor a built-in seed (built in: example)*",
         ("*dcp_emulator: could not prepare the emulator: POST /_emulator/seed answered 400: Invalid seed: "
          "request body: dcp_services[[]0[]].datasources[[]0[]].keyfield_locator_type: *"),
     ])
@@ -328,3 +328,47 @@ def test_one_emulator_per_xdist_worker(pytester):
     assert sorted(seen) == ["gw0", "gw1"]
     assert all(len(urls) == 1 for urls in seen.values())  # one emulator for the whole session of a worker
     assert seen["gw0"] != seen["gw1"]  # ... and a different one per worker
+
+
+def test_xdist_workers_sharing_one_external_emulator_are_refused_at_session_start(pytester, monkeypatch):
+    """Workers sharing one DCP_EMULATOR_URL would reset each other's state at random: a clear usage error
+    before any test runs, naming the cause and the fixes."""
+    pytest.importorskip("xdist")
+    server = EmulatorServer(Config(port=0, log_requests=False)).start()
+    try:
+        monkeypatch.setenv("DCP_EMULATOR_URL", server.url)
+        pytester.makepyfile(test_inner="""
+            def test_a(dcp_emulator):
+                pass
+        """)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["*DCP_EMULATOR_URL names 1 emulator(s) but pytest-xdist runs 2 workers*"])
+        assert "one emulator per worker" in result.stderr.str() and "without -n" in result.stderr.str()
+    finally:
+        server.shutdown()
+
+
+def test_xdist_workers_each_use_their_own_url_from_a_list(pytester, monkeypatch):
+    """DCP_EMULATOR_URL=url1,url2: worker gwN uses the N-th emulator, so -n 2 works against two containers."""
+    pytest.importorskip("xdist")
+    servers = [EmulatorServer(Config(port=0, log_requests=False)).start() for _ in range(2)]
+    try:
+        monkeypatch.setenv("DCP_EMULATOR_URL", ",".join(s.url for s in servers))
+        pytester.makepyfile(test_inner="""
+            import os, requests
+
+            def test_a(dcp_emulator):
+                index = int(os.environ["PYTEST_XDIST_WORKER"][2:])
+                assert dcp_emulator.url == os.environ["DCP_EMULATOR_URL"].split(",")[index]
+                r = requests.post(dcp_emulator.rest_api_url + "/dcp_services", json={"name": "mine"},
+                                  headers=dcp_emulator.headers)
+                assert r.status_code == 201  # nobody else created one in this emulator
+
+            test_b = test_a
+        """)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each")
+        result.assert_outcomes(passed=4)
+    finally:
+        for server in servers:
+            server.shutdown()

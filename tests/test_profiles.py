@@ -1,4 +1,4 @@
-"""SPEC §5: customer profiles (attribute-level merge), aliases and the consolidated customer view."""
+"""Customer profiles (attribute-level merge), aliases and the consolidated customer view."""
 
 from __future__ import annotations
 

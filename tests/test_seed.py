@@ -1,4 +1,4 @@
-"""Seed files (SPEC §8): the shipped example, verbatim ids/keys/timestamps, deterministic generation,
+"""Seed files: the shipped example, verbatim ids/keys/timestamps, deterministic generation,
 path-naming errors, atomicity, the export round trip, start-up seeds from the CLI and --db."""
 
 from __future__ import annotations

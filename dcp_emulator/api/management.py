@@ -1,4 +1,4 @@
-"""Management API (SPEC §4): DCP services, tables (datasources), attributes and projects."""
+"""Management API: DCP services, tables (datasources), attributes and projects."""
 
 from __future__ import annotations
 

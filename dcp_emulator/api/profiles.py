@@ -1,4 +1,4 @@
-"""Profile API (SPEC §5): customer profiles, aliases and the consolidated customer view."""
+"""Profile API: customer profiles, aliases and the consolidated customer view."""
 
 from __future__ import annotations
 

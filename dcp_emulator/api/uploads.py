@@ -1,4 +1,4 @@
-"""Upload History, wait-for-uploads and template CSVs under /_emulator/ (SPEC §7; no authentication)."""
+"""Upload History, wait-for-uploads and template CSVs under /_emulator/ (no authentication)."""
 
 from __future__ import annotations
 
