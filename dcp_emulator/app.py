@@ -64,6 +64,8 @@ class Emulator:
         self.add_readiness_check("seed", lambda: (True, self.seed_status))
 
     def _apply_startup_seeds(self, paths: list[str]) -> None:
+        if not paths:
+            return
         from .seed import load_seed_file  # seeds need PyYAML: imported when there is one (faster start-up)
 
         applied = []
