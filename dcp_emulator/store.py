@@ -27,7 +27,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlite_utils
@@ -425,7 +425,7 @@ class Store:
             self._layouts[datasource_id] = layout
         return layout
 
-    def _writable_layout(self, datasource_id: int, attribute_ids: Any) -> _Layout:
+    def _writable_layout(self, datasource_id: int, attribute_ids: Iterable[str]) -> _Layout:
         """The layout once the profile table has a column for each given attribute (a seed defers them)."""
         layout = self._layout(datasource_id)
         if not layout.columns or any(value_column(k) not in layout.columns for k in attribute_ids):
