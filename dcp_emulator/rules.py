@@ -12,7 +12,7 @@ class LazyBuilderRule(Rule):
     """A werkzeug ``Rule`` whose two ``url_for`` builders are compiled when first used, not when it is added.
 
     werkzeug compiles them from a Python AST for every rule (~0.2 ms each): 40 ms for the emulator's 88
-    rules, a fifth of the pytest fixture's start-up. The emulator matches requests and does not build
+    rules (110 with OAuth), a fifth of the pytest fixture's start-up. The emulator matches requests and does not build
     URLs from its rules, so that cost would be paid for nothing; a build still works, it just compiles then.
     """
 
