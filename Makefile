@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test lint bench clean browser
+.PHONY: install serve test lint bench clean browser image
 
 # Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
 install:
@@ -38,6 +38,11 @@ lint: install
 # throughput next to a bare Flask app): see docs/performance.md.
 bench: install
 	$(BIN)/python bench/run.py
+
+# Build the container image from ./Dockerfile: docker if a daemon answers, else buildah (docs/ci.md).
+# BASE=<image> overrides python:3.12-slim; BASE=debootstrap makes a Debian base without a registry (root).
+image:
+	BASE="$(BASE)" TAG="$(or $(TAG),localhost/dcp-emulator)" .ci/image.sh
 
 # Remove the virtualenv and caches.
 clean:

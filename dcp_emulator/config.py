@@ -25,6 +25,8 @@ class Config:
     ingest_batch_rows: int = 2000  # rows applied per transaction by the bulk ingest
     log_requests: bool = True
     oauth_strict_redirects: bool = False  # refuse http://localhost redirect URIs for the code grant, as the vendor does
+    threads: int = 32  # requests handled at once (a long uploads/wait or an injected latency holds one)
+    idle_timeout: int = 60  # seconds before an idle or stalled connection is closed
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
@@ -62,12 +64,23 @@ _RANGES: dict[str, tuple[int, int | None]] = {
     "journal_size": (0, None),
     "upload_error_limit": (0, None),
     "ingest_batch_rows": (1, None),
+    "threads": (1, 1000),
+    "idle_timeout": (1, None),
 }
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def _parse(name: str, raw: str, default):
     if isinstance(default, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
+        # A typo must not silently mean "off": refused like a bad integer.
+        value = raw.strip().lower()
+        if value in _TRUE or value in _FALSE:
+            return value in _TRUE
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a boolean (1/true/yes/on or 0/false/no/off), "
+                         f"got {raw!r}")
     if isinstance(default, int):
         try:
             return int(raw)

@@ -100,15 +100,19 @@ def check_utf8(raw: BinaryIO) -> None:
     offset, newlines = 0, 0
     while True:
         chunk = raw.read(_CHUNK)
+        # The decoder keeps an unfinished sequence from the previous chunk; error positions count from it.
+        held = decoder.getstate()[0]
+        data = held + chunk
         try:
             decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as e:
-            bad = offset + max(e.start, 0)
-            line = newlines + chunk[: max(e.start, 0)].count(b"\n") + 1
+            start = max(e.start, 0)
+            bad = offset - len(held) + start
+            line = newlines + data[:start].count(b"\n") + 1
             hint = ""
             if offset == 0 and chunk[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 hint = " It starts with a UTF-16 byte order mark: save it as UTF-8 instead."
-            raise HeaderError(f"The file is not UTF-8 text: invalid byte 0x{chunk[e.start]:02x} at byte offset "
+            raise HeaderError(f"The file is not UTF-8 text: invalid byte 0x{data[start]:02x} at byte offset "
                               f"{bad} (line {line}).{hint} Files must be UTF-8, with or without BOM.",
                               line=line) from None
         if not chunk:

@@ -32,7 +32,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -43,6 +43,20 @@ from botocore.credentials import Credentials
 
 from .bulk import IMPORT_BUCKET, OWN_PREFIXES
 from .ingest import Ingestor
+from .s3_errors import S3Error
+from .s3_request import (
+    check_parameters,
+    check_presign_expiry,
+    check_xml_body,
+    copy_source,
+    invalid_argument,
+    malformed_xml,
+    moto_bucket_and_key,
+    normalize_for_moto,
+    parse_query,
+    refuse_form_body,
+)
+from .s3_request import header as _header
 from .store import Store
 
 log = logging.getLogger("dcp_emulator.s3")
@@ -51,14 +65,6 @@ log = logging.getLogger("dcp_emulator.s3")
 _PUT_SUBRESOURCES = {"partNumber", "uploadId", "acl", "tagging", "retention", "legal-hold", "restore"}
 _TABLE_KEY_RE = re.compile(r"dcp/([0-9]+)/([0-9]+)/(.+)\Z", re.DOTALL)
 _DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read (and dropped) so the client sees our answer
-
-
-class S3Error(Exception):
-    """An S3 error answered as S3's XML error document."""
-
-    def __init__(self, code: str, message: str, status: int = 403, **extra: Any):
-        super().__init__(message)
-        self.code, self.message, self.status, self.extra = code, message, status, extra
 
 
 def _denied(message: str) -> S3Error:
@@ -84,13 +90,6 @@ def _restricted(signer_class: type) -> type:
 
 _HeaderAuth = _restricted(S3SigV4Auth)
 _QueryAuth = _restricted(S3SigV4QueryAuth)
-
-
-def _header(environ: dict, name: str) -> str | None:
-    key = name.upper().replace("-", "_")
-    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        return environ.get(key)
-    return environ.get("HTTP_" + key)
 
 
 class S3Gateway:
@@ -202,18 +201,32 @@ class S3Gateway:
         bucket, key = self._bucket_and_key(environ)
         resource = "/" + (bucket or "") + ("/" + key if key else "")
         moto_bucket = self.ensure_bucket()  # a moto reset (mock_aws in the same process) may have dropped it
+        environ = dict(environ)  # normalized below for moto; the server's environ stays as it was
+        if not environ.get("RAW_URI") and environ.get("REQUEST_URI"):
+            # moto takes the undecoded path from RAW_URI only (gunicorn, werkzeug); waitress says REQUEST_URI.
+            # Without it moto percent-decodes the decoded path again: 'a%2541' would be key 'aA', not 'a%41'.
+            environ["RAW_URI"] = environ["REQUEST_URI"]
         try:
-            query = dict(parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True))
-            owner = self._authenticate(environ, method)
+            # One parsed reading of the request for the checks and for moto (see s3_request).
+            query = parse_query(environ)
+            owner = self._authenticate(environ, method, query)
+            self._check_same_target(environ, bucket, key)
             target = self._authorize(owner, method, bucket, key, query, environ)
+            refuse_form_body(environ, puts_object=method == "PUT" and bool(key) and self._completes_object(method, query)
+                             and _header(environ, "x-amz-copy-source") is None)
             self._check_upload_id(bucket, key, query)
+            check_parameters(method, key, query, environ, self._backend, moto_bucket)
             self._check_size(method, bucket, key, query, environ)
+            xml_body = check_xml_body(method, key, query, environ)
+            normalize_for_moto(environ)
         except S3Error as e:
             if e.code not in ("EntityTooLarge", "MissingContentLength"):  # those bodies are not read
                 _drain(environ)
             return self._error(start_response, e, resource, request_id, method)
+        except Exception as e:  # a bug in the checks: still S3's XML error, never the server's HTML page
+            log.exception("S3 request %s %s failed in the checks", method, resource)
+            return self._internal_error(start_response, e, resource, request_id, method)
         previous = moto_bucket.keys.get(key) if key and bucket == IMPORT_BUCKET else None
-        environ = dict(environ)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
         captured: dict[str, Any] = {}
 
@@ -229,7 +242,14 @@ class S3Gateway:
                     self._object_completed(target, key, previous)
                     start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
                     return body
-            body = self._moto_app(environ, capture)
+            try:
+                body = self._moto_app(environ, capture)
+            except Exception:
+                if not xml_body:
+                    raise
+                # moto fails on XML that is well-formed but not S3's schema (no TagSet, no Days...)
+                log.debug("moto refused the XML body of %s %s", method, resource, exc_info=True)
+                raise malformed_xml() from None
             status = int(captured["status"].split()[0])
             if status == 200 and target is not None and self._completes_object(method, query):
                 body = list(body)  # moto has finished; the object is in the bucket now
@@ -238,11 +258,32 @@ class S3Gateway:
             return self._error(start_response, e, resource, request_id, method)
         except Exception as e:  # a failure inside moto or while spooling: S3's InternalError, logged
             log.exception("S3 request %s %s failed", method, resource)
-            return self._error(start_response, S3Error("InternalError", f"Internal emulator error "
-                               f"({type(e).__name__}: {e}); this is a bug in dcp-emulator.", 500),
-                               resource, request_id, method)
+            return self._internal_error(start_response, e, resource, request_id, method)
         start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
         return body
+
+    @staticmethod
+    def _internal_error(start_response: Callable, e: Exception, resource: str, request_id: str,
+                        method: str) -> Iterable[bytes]:
+        return S3Gateway._error(start_response, S3Error("InternalError", f"Internal emulator error "
+                           f"({type(e).__name__}: {e}); this is a bug in dcp-emulator.", 500),
+                           resource, request_id, method)
+
+    def _check_same_target(self, environ: dict, bucket: str | None, key: str) -> None:
+        """Refuse a request whose bucket or key moto would read differently from the checks here.
+
+        e.g. ``Host: www.optimizely-import.x`` (virtual-hosted style to moto), ``//optimizely-import/k``
+        (moto keeps the bucket in the key), a percent-encoded bucket name.
+        """
+        seen = moto_bucket_and_key(environ, self._moto_app.url_map)
+        if seen is None or seen == (bucket, key):
+            return
+        host = environ.get("HTTP_HOST") or ""
+        raise invalid_argument(
+            f"Ambiguous request: with Host {host!r} and path {environ.get('RAW_URI') or environ.get('PATH_INFO')!r} "
+            f"the S3 engine would act on bucket {seen[0]!r}, key {seen[1]!r}, not bucket {bucket!r}, key {key!r}. "
+            f"Send path-style requests (http://HOST:PORT/{IMPORT_BUCKET}/KEY, where HOST is the emulator's address, "
+            f"e.g. localhost or an IP) or virtual-hosted-style ones (Host: {IMPORT_BUCKET}.HOST).", "Host", host)
 
     @staticmethod
     def _bucket_and_key(environ: dict) -> tuple[str | None, str]:
@@ -261,14 +302,19 @@ class S3Gateway:
         return method == "POST" and "uploadId" in query
 
     # ------------------------------------------------------------------ authentication (SigV4)
-    def _authenticate(self, environ: dict, method: str) -> dict:
+    def _authenticate(self, environ: dict, method: str, params: dict[str, str]) -> dict:
         """The issuer of the request's access key, after checking the SigV4 signature."""
         auth = environ.get("HTTP_AUTHORIZATION") or ""
-        query = parse_qsl(environ.get("QUERY_STRING") or "", keep_blank_values=True)
-        params = dict(query)
+        if auth and any(name in params for name in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")):
+            raise invalid_argument("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                                   "Signature query string parameter or the Authorization header should be "
+                                   "specified.", "Authorization", auth)
         if auth.startswith("AWS4-HMAC-SHA256 "):
-            fields = dict(part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",")
-                          if "=" in part)
+            pairs = [part.strip().split("=", 1) for part in auth[len("AWS4-HMAC-SHA256 "):].split(",") if "=" in part]
+            fields = dict(pairs)
+            if len(fields) != len(pairs):  # e.g. two Authorization headers, joined by the server
+                raise S3Error("AuthorizationHeaderMalformed", "The authorization header is malformed: each of "
+                              "Credential, SignedHeaders and Signature must appear once.", 400)
             credential, signed, signature = fields.get("Credential"), fields.get("SignedHeaders"), \
                 fields.get("Signature")
             timestamp = _header(environ, "x-amz-date") or ""
@@ -278,6 +324,7 @@ class S3Gateway:
                                              params.get("X-Amz-Signature"))
             timestamp = params.get("X-Amz-Date") or ""
             presigned = True
+            expires = check_presign_expiry(params.get("X-Amz-Expires"))
         elif auth.startswith("AWS ") or "AWSAccessKeyId" in params:
             raise _denied("Signature Version 2 is not accepted: sign requests with Signature Version 4 "
                           "(AWS4-HMAC-SHA256); for presigned URLs from boto3 create the client with "
@@ -303,7 +350,7 @@ class S3Gateway:
             raise _denied(f"Signature mismatch for access key {access_key!r}: the request was not signed with "
                           "this key's secret (check aws_secret_key), or it was altered after signing.")
         if presigned:
-            _check_expiry(timestamp, params.get("X-Amz-Expires"), self.store.clock.now())
+            _check_expiry(timestamp, expires, self.store.clock.now())
         return {**owner, "access_key": access_key}
 
     @staticmethod
@@ -349,7 +396,9 @@ class S3Gateway:
         if bucket != IMPORT_BUCKET:
             raise _denied(f"Bucket {bucket!r} is not the import bucket. {may}.")
         if not key:
-            if method == "HEAD" or (method == "GET" and "location" in query):
+            # GetBucketLocation only when it is all the request asks: moto serves ?location&uploads as
+            # ListMultipartUploads (of every key), so ?location must not skip the listing check.
+            if method == "HEAD" or (method == "GET" and {k for k in query if not k.startswith("X-Amz-")} == {"location"}):
                 return None  # HeadBucket / GetBucketLocation
             if method == "GET" and not (query.keys() - {"list-type", "prefix", "delimiter", "max-keys", "marker",
                                                         "continuation-token", "start-after", "encoding-type",
@@ -363,11 +412,14 @@ class S3Gateway:
             raise _denied(f"This bucket-level operation is not allowed. {may}.")
         if not key.startswith(prefix):
             raise _denied(f"Access to {key!r} denied. {may}.")
-        copy_source = _header(environ, "x-amz-copy-source")
-        if copy_source:
-            src = _copy_source_key(copy_source)
-            if src is None or not src.startswith(prefix):
-                raise _denied(f"Copy source {copy_source!r} is outside this key's scope. {may}.")
+        source = _header(environ, "x-amz-copy-source")
+        if source is not None:
+            src = copy_source(source)  # read as moto reads it
+            if src is None:
+                raise invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey.",
+                                       "x-amz-copy-source", source)
+            if src[0] != IMPORT_BUCKET or not src[1].startswith(prefix):
+                raise _denied(f"Copy source {source!r} is outside this key's scope. {may}.")
         if method not in ("PUT", "POST"):
             return None
         m = _TABLE_KEY_RE.match(key)
@@ -549,20 +601,11 @@ def _carries_object_bytes(query: dict, environ: dict) -> bool:
     return not (_PUT_SUBRESOURCES - {"partNumber", "uploadId"}) & query.keys()
 
 
-def _copy_source_key(copy_source: str) -> str | None:
-    from urllib.parse import unquote
-
-    source = unquote(copy_source.split("?", 1)[0]).lstrip("/")
-    bucket, _, key = source.partition("/")
-    return key if bucket == IMPORT_BUCKET else None
-
-
-def _check_expiry(timestamp: str, expires: str | None, now: _dt.datetime) -> None:
+def _check_expiry(timestamp: str, seconds: int, now: _dt.datetime) -> None:
     try:
         signed_at = _dt.datetime.strptime(timestamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.UTC)
-        seconds = int(expires or "604800")
     except ValueError:
-        raise _denied(f"Malformed X-Amz-Date {timestamp!r} or X-Amz-Expires {expires!r}.") from None
+        raise _denied(f"Malformed X-Amz-Date {timestamp!r}.") from None
     if now > signed_at + _dt.timedelta(seconds=seconds):
         raise _denied(f"Request has expired: the presigned URL was valid for {seconds} s from {timestamp}.")
 

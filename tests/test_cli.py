@@ -128,13 +128,71 @@ def test_start_up_errors_are_one_readable_line(args, env, rc, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_port_in_use_is_a_readable_error():
+def test_a_port_in_use_is_our_own_one_line_error():
+    # werkzeug's make_server printed its own text and called sys.exit(1): our handler was never reached.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = _run("serve", "--port", str(taken.getsockname()[1]))
+        port = taken.getsockname()[1]
+        result = _run("serve", "--port", str(port))
     assert result.returncode == 1
-    assert "in use" in result.stderr and "Traceback" not in result.stderr  # werkzeug's own explanation
+    assert result.stderr.strip().splitlines() == [
+        f"dcp-emulator: cannot listen on 127.0.0.1:{port}: Address already in use"], result.stderr
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "ja"])
+def test_a_bad_boolean_variable_is_refused_like_a_bad_integer(value):
+    result = _run("serve", "--port", "0", env={"DCP_EMULATOR_LOG_REQUESTS": value})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"dcp-emulator: DCP_EMULATOR_LOG_REQUESTS must be a boolean "
+                                     f"(1/true/yes/on or 0/false/no/off), got {value!r}")
+
+
+def test_boolean_variables_accept_every_documented_spelling():
+    for raw, expected in (("1", True), ("TRUE", True), (" yes ", True), ("on", True), ("0", False),
+                          ("false", False), ("No", False), ("off", False)):
+        assert Config.from_env({"DCP_EMULATOR_LOG_REQUESTS": raw}).log_requests is expected, raw
+
+
+def test_console_script_and_version():
+    import os
+    import shutil
+
+    from dcp_emulator import __version__
+    script = shutil.which("dcp-emulator", path=os.path.dirname(sys.executable))
+    assert script, "the dcp-emulator console script is not installed next to this Python"
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == f"dcp-emulator {__version__}"
+    assert _run("--version").stdout.strip() == f"dcp-emulator {__version__}"
+
+
+def test_banner_names_the_s3_endpoint_and_the_seeds_loaded():
+    with ServedEmulator("--quiet", "--seed", "example") as emu:
+        banner = "".join(emu.stdout)
+        info = requests.get(emu.url + "/_emulator/info", timeout=5).json()
+    assert f"S3 endpoint      {info['s3_endpoint_url']}" in banner
+    assert "seeds            loaded example (accounts=1" in banner
+
+
+def test_health_command_exit_codes_and_reasons():
+    with ServedEmulator("--quiet") as emu:
+        ok = _run("health", "--url", emu.url)
+        assert ok.returncode == 0 and "healthy" in ok.stdout, ok.stderr
+        port = emu.url.rsplit(":", 1)[1]
+        for host in ("0.0.0.0", "127.0.0.1"):  # the container's HEALTHCHECK has no --url: serve's variables
+            by_env = _run("health", env={"DCP_EMULATOR_PORT": port, "DCP_EMULATOR_HOST": host})
+            assert by_env.returncode == 0, by_env.stderr
+        not_emulator = _run("health", "--url", emu.url + "/_emulator/health")  # .../health/_emulator/health: 404
+        assert not_emulator.returncode == 1
+        assert not_emulator.stderr.strip().startswith("dcp-emulator: unhealthy: ") and "answered 404" in \
+            not_emulator.stderr and len(not_emulator.stderr.strip().splitlines()) == 1
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    down = _run("health", "--url", f"http://127.0.0.1:{free}")
+    assert down.returncode == 1
+    assert down.stderr.strip() == (f"dcp-emulator: unhealthy: cannot reach http://127.0.0.1:{free}/_emulator/health: "
+                                   "Connection refused")
 
 
 def test_ctrl_c_works_even_when_the_parent_started_us_with_sigint_ignored():
@@ -153,3 +211,29 @@ def test_ctrl_c_works_even_when_the_parent_started_us_with_sigint_ignored():
             proc.kill()
         out, err = proc.communicate()
     assert rc == 0 and "stopping." in out and "Traceback" not in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PID namespaces are Linux's")
+def test_sigterm_stops_serve_running_as_pid_1():
+    """As a container's first process the kernel applies no default action to SIGTERM: serve handles it."""
+    import os
+    import shutil
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a PID namespace")
+    command = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
+               ("import os, sys; assert os.getpid() == 1; from dcp_emulator.cli import main; "
+                "sys.exit(main(['serve', '--port', '0', '--quiet']))")]
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stdout.readline()
+        import psutil
+        [emulator] = psutil.Process(proc.pid).children()  # unshare forks it: PID 1 in its namespace
+        emulator.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert rc == 0, err
+    assert "stopping." in out and "Traceback" not in err

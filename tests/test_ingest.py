@@ -502,13 +502,17 @@ def test_ingest_never_undoes_a_gc_freeze_of_the_host_process():
         assert frozen > 0
         with ingest._gc_set_aside():  # a second emulator's upload, overlapping
             pass
-        assert gc.get_freeze_count() == frozen  # the first upload's set-aside is still in force
+        # the first upload's set-aside is still in force (an unfreeze would make it 0; other threads may
+        # release a few frozen objects meanwhile)
+        assert gc.get_freeze_count() > frozen // 2
     assert gc.get_freeze_count() == 0
     gc.freeze()  # the host's own freeze
     try:
         host = gc.get_freeze_count()
         with ingest._gc_set_aside():
             pass
-        assert gc.get_freeze_count() == host
+        # Still frozen (an unfreeze would make it 0). Not exactly `host`: frozen objects that other threads
+        # release meanwhile leave the permanent generation.
+        assert gc.get_freeze_count() > host // 2
     finally:
         gc.unfreeze()

@@ -6,11 +6,13 @@ must leave nothing stored and nothing queued.
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from unittest import mock
 
 import boto3
 import pytest
@@ -190,7 +192,10 @@ def test_presigned_urls_work_and_expire(url):
     tampered = put_url.replace(key.split("/")[-1], "other.csv")
     resp = requests.put(tampered, data=b"customerId\nx\n")
     assert resp.status_code == 403 and "Signature mismatch" in resp.text
-    expired = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=-10)
+    # signed an hour ago for 60 s (a negative ExpiresIn is S3's AuthorizationQueryParametersError)
+    an_hour_ago = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=an_hour_ago):
+        expired = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=60)
     resp = requests.get(expired)
     assert resp.status_code == 403 and "expired" in resp.text
 

@@ -406,3 +406,15 @@ def test_lone_surrogates_in_a_json_seed_are_a_400_naming_the_path(make_app):
     assert "lone UTF-16 surrogate" in err["message"]
     state = client.get("/_emulator/state?format=json").get_json()
     assert not state.get("dcp_services")  # nothing was applied
+
+
+def test_built_in_seeds_are_named_without_a_path_and_files_win():
+    from dcp_emulator.seeds import builtin_seed, builtin_seed_names
+
+    assert "example" in builtin_seed_names()
+    assert builtin_seed("example") == EXAMPLE.resolve()  # fixtures/example.yaml is a link to the packaged seed
+    for not_a_name in ("example.yaml", "./example", "seeds/example", "nope", ""):
+        assert builtin_seed(not_a_name) is None, not_a_name
+    assert load_seed_file("example") == load_seed_file(EXAMPLE)
+    with pytest.raises(SeedError, match="neither a file .* nor a built-in seed .built in: example"):
+        load_seed_file("no-such-built-in-seed")

@@ -16,11 +16,14 @@ def builtin_seed_names() -> list[str]:
     return sorted(p.stem for p in SEEDS_DIR.glob("*.yaml"))
 
 
-def builtin_seed(name: str) -> pathlib.Path | None:
-    """The file of the built-in seed ``name``; None when ``name`` is not one (a path never is)."""
-    if not name or "/" in name or os.sep in name or name.startswith("."):
+def builtin_seed(name: str | os.PathLike) -> pathlib.Path | None:
+    """The file of the built-in seed ``name``; None when ``name`` is not one. A bare name has no path
+    separator and no .yaml/.yml/.json suffix, so a file path never reads as one."""
+    text = os.fspath(name)
+    if (not text or "/" in text or os.sep in text or text.startswith(".")
+            or pathlib.PurePath(text).suffix in (".yaml", ".yml", ".json")):
         return None
-    path = SEEDS_DIR / f"{name}.yaml"
+    path = SEEDS_DIR / f"{text}.yaml"
     return path if path.is_file() else None
 
 
