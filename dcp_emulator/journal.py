@@ -23,6 +23,7 @@ from flask import Flask, Response, g, request
 from werkzeug.datastructures import EnvironHeaders
 
 from .auth import presented_token
+from .clock import format_timestamp
 from .errors import InvalidField
 
 BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
@@ -58,7 +59,7 @@ class Recorded:
 
     def __init__(self, fields: dict, environ_headers: dict, request_raw: bytes | str, response_raw: bytes | str):
         self.id: int | None = None
-        self.fields = fields  # timestamp ... account_id, and fault: the entry's plain fields
+        self.fields = fields  # timestamp (a datetime) ... account_id, and fault: the entry's plain fields
         self.environ_headers = environ_headers
         self.request_raw, self.response_raw = request_raw, response_raw  # bytes, or a "not captured" text
         self._entry: dict | None = None
@@ -69,6 +70,7 @@ class Recorded:
             req_text, req_json, req_cut = _kept_body(self.request_raw)
             resp_text, resp_json, resp_cut = _kept_body(self.response_raw)
             fields = dict(self.fields)
+            fields["timestamp"] = format_timestamp(fields["timestamp"])
             fault = fields.pop("fault")
             self._entry = {
                 **fields,
@@ -231,7 +233,7 @@ def install(app: Flask, emulator) -> None:
             kind, account = _caller(emulator)
             started = ctx.get("journal_started", time.perf_counter())
             emulator.journal.record(Recorded({
-                "timestamp": emulator.store.now(),  # the emulator's clock, as token expiry
+                "timestamp": emulator.store.clock.now(),  # the emulator's clock (formatted when read)
                 "method": req.method,
                 "path": req.path,
                 "query": req.query_string.decode("latin-1"),

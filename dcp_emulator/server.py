@@ -24,9 +24,9 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
 
 from .app import create_app
+from .bulk import IMPORT_BUCKET
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError
-from .bulk import IMPORT_BUCKET
 
 # Sockets kept free for the database, spooled bodies and the ingest worker when the connection limit
 # is derived from the process's file-descriptor limit.
