@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install serve test lint bench clean browser image
+.PHONY: install serve test lint bench clean browser image screenshots
 
 # Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
 install:
@@ -34,8 +34,8 @@ test: install
 lint: install
 	$(BIN)/ruff check dcp_emulator tests bench
 
-# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset, profile API
-# throughput next to a bare Flask app): see docs/performance.md.
+# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset, memory soak,
+# profile API throughput next to a bare Flask app): see docs/performance.md.
 bench: install
 	$(BIN)/python bench/run.py
 
@@ -43,6 +43,10 @@ bench: install
 # BASE=<image> overrides python:3.12-slim; BASE=debootstrap makes a Debian base without a registry (root).
 image:
 	BASE="$(BASE)" TAG="$(or $(TAG),localhost/dcp-emulator)" .ci/image.sh
+
+# Regenerate docs/dashboard.png (the README's screenshot of the dashboard) with the system chromium.
+screenshots: install browser
+	$(BIN)/python tools/screenshots.py
 
 # Remove the virtualenv and caches.
 clean:

@@ -21,6 +21,7 @@ from .faults import Faults
 from .journal import Journal
 from .rules import LazyBuilderRule
 from .store import Snapshot, Store
+from .tempfiles import remove_leftovers
 
 log = logging.getLogger("dcp_emulator")
 
@@ -40,7 +41,9 @@ class Emulator:
         self.config = config
         self.version = __version__
         self.clock = Clock()  # this emulator's time (tests move it); every part reads it through the store
-        self.store = Store(config.db, max_services_per_account=config.max_services_per_account, clock=self.clock)
+        remove_leftovers()  # snapshot files and spool directories of emulator processes killed with SIGKILL
+        self.store = Store(config.db, max_services_per_account=config.max_services_per_account,
+                           upload_history_size=config.upload_history_size, clock=self.clock)
         # Parts (S3, ingest worker, journal, ...) plug in here instead of being known to this class.
         self._reset_hooks: list[Callable[[], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
@@ -88,15 +91,21 @@ class Emulator:
         self._startup_snapshot = self.store.snapshot()
 
     def save_snapshot(self, name: str) -> None:
-        """Remember the current state under ``name`` (``reset(name)`` returns to it); oldest of 32 dropped."""
-        snap = self.store.snapshot()
+        """Remember the current state under ``name`` (``reset(name)`` returns to it); oldest of 32 dropped.
+
+        Snapshots are kept in memory while together they fit in ``config.snapshot_memory_bytes``; the
+        others go to (unlinked) temporary files, so 32 snapshots of a large database cannot hold
+        gigabytes of RAM that the allocator might never return.
+        """
         with self.store.lock:  # requests are served by several threads
             old = self._snapshots.pop(name, None)
             if old is not None:
                 old.close()
             while len(self._snapshots) >= MAX_SNAPSHOTS:
                 self._snapshots.pop(next(iter(self._snapshots))).close()
-            self._snapshots[name] = snap
+            held = sum(s.size for s in self._snapshots.values() if not s.on_disk)
+            on_disk = bool(self.store.path) or held + self.store.size_bytes() > self.config.snapshot_memory_bytes
+            self._snapshots[name] = self.store.snapshot(on_disk=on_disk)
 
     def snapshot_names(self) -> list[str]:
         """Names of the saved snapshots, oldest first."""
@@ -253,6 +262,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(management_bp, url_prefix="/experiment/v1")
     app.register_blueprint(profiles_bp, url_prefix="/api")
     app.register_blueprint(control_bp, url_prefix="/_emulator")
+    from .api.ui import bp as ui_bp
+
+    app.register_blueprint(ui_bp, url_prefix="/_emulator/ui")  # the web dashboard
 
     from .bulk import install as install_bulk_import
 

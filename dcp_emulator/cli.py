@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--upload-error-limit", type=int, default=None, metavar="N",
                        help=f"row errors kept per bulk upload, the total is always counted "
                             f"({ENV_PREFIX}UPLOAD_ERROR_LIMIT; default {d.upload_error_limit})")
+    serve.add_argument("--upload-history-size", type=int, default=None, metavar="N",
+                       help=f"finished uploads kept in the Upload History, oldest dropped first "
+                            f"({ENV_PREFIX}UPLOAD_HISTORY_SIZE; default {d.upload_history_size})")
+    serve.add_argument("--snapshot-memory-bytes", type=int, default=None, metavar="N",
+                       help=f"bytes of named snapshots kept in memory, the others go to temporary files "
+                            f"({ENV_PREFIX}SNAPSHOT_MEMORY_BYTES; default {d.snapshot_memory_bytes})")
     serve.add_argument("--ingest-batch-rows", type=int, default=None, metavar="N",
                        help=f"rows applied per transaction by the bulk ingest ({ENV_PREFIX}INGEST_BATCH_ROWS; "
                             f"default {d.ingest_batch_rows})")
@@ -87,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             max_object_bytes=args.max_object_bytes, journal_size=args.journal_size,
             upload_error_limit=args.upload_error_limit, ingest_batch_rows=args.ingest_batch_rows,
             threads=args.threads, idle_timeout=args.idle_timeout, log_requests=False if args.quiet else None,
-            oauth_strict_redirects=args.oauth_strict_redirects,
+            oauth_strict_redirects=args.oauth_strict_redirects, upload_history_size=args.upload_history_size,
+            snapshot_memory_bytes=args.snapshot_memory_bytes,
         )
     except ValueError as e:
         print(f"dcp-emulator: {e}", file=sys.stderr)

@@ -22,6 +22,8 @@ class Config:
     max_object_bytes: int = 10 * 1000**3  # S3 objects (the vendor's 10 GB limit)
     journal_size: int = 1000  # request journal entries kept (oldest dropped)
     upload_error_limit: int = 100  # row errors kept per upload (the total is always counted)
+    upload_history_size: int = 1000  # finished uploads kept in the Upload History (oldest dropped)
+    snapshot_memory_bytes: int = 256 * 1024 * 1024  # named snapshots held in memory; the rest go to temp files
     ingest_batch_rows: int = 2000  # rows applied per transaction by the bulk ingest
     log_requests: bool = True
     oauth_strict_redirects: bool = False  # refuse http://localhost redirect URIs for the code grant, as the vendor does
@@ -63,6 +65,8 @@ _RANGES: dict[str, tuple[int, int | None]] = {
     "max_object_bytes": (1, None),
     "journal_size": (0, None),
     "upload_error_limit": (0, None),
+    "upload_history_size": (1, None),
+    "snapshot_memory_bytes": (0, None),
     "ingest_batch_rows": (1, None),
     "threads": (1, 1000),
     "idle_timeout": (1, None),

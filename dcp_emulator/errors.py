@@ -69,6 +69,12 @@ class AuthenticationFailed(DcpError):
     status, code = 403, "authentication_failed"
 
 
+class CrossOriginRefused(DcpError):
+    """A state-changing control-plane request sent by a web page of another origin (CSRF)."""
+
+    status, code = 403, "cross_origin_refused"
+
+
 class PersonalTokenRefused(DcpError):
     """A personal (v2) token was sent; DCP accepts classic and OAuth tokens only."""
 

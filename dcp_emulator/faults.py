@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-import re
 import threading
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from .errors import DcpError, InjectedError, InvalidField, ServiceUnavailable, TooManyRequests
-from .journal import is_recorded
+from .journal import compile_path_pattern, is_recorded
 
 MAX_LATENCY_MS = 60_000  # a rule cannot hang a client longer than a minute
 _RULE_FIELDS = ("method", "path", "status", "retry_after", "latency_ms", "times", "probability", "seed")
@@ -40,7 +39,7 @@ class FaultRule:
     seed: int | None = None
     remaining: int | None = None
     fired: int = 0
-    _path_re: re.Pattern | None = dataclasses.field(default=None, repr=False)
+    _path_re: Any = dataclasses.field(default=None, repr=False)
     _random: random.Random = dataclasses.field(default_factory=random.Random, repr=False)
 
     def to_dict(self) -> dict:
@@ -87,10 +86,7 @@ def parse_rule(spec: Any, rule_id: int) -> FaultRule:
         if not isinstance(path, str):
             raise InvalidField("path must be a regular expression (a string) searched in the request path.",
                                field="path")
-        try:
-            path_re = re.compile(path)
-        except re.error as e:
-            raise InvalidField(f"path is not a valid regular expression: {e}.", field="path") from None
+        path_re = compile_path_pattern(path)
     status = _int(spec, "status", 400, 599)
     retry_after = _int(spec, "retry_after", 0, 86_400)
     latency_ms = _int(spec, "latency_ms", 0, MAX_LATENCY_MS)

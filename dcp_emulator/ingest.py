@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 
 from . import datatypes
 from .store import MAX_CUSTOMER_ID_LENGTH, Store, profile_table, value_column
+from .tempfiles import owned_prefix
 
 # The csv module refuses cells over 131,072 characters by default, but a string attribute may be of any
 # length. The limit is process-global; raising it only lets a cell be as long as the file holds (the
@@ -48,7 +49,9 @@ except OverflowError:  # platforms whose C long is 32-bit
 log = logging.getLogger("dcp_emulator.ingest")
 
 UNFINISHED = ("pending", "processing")
-_SHOWN_VALUE_CHARS = 200  # a rejected cell is echoed back, cut to this length
+_SPOOL_NAME_RE = re.compile(r"[0-9a-f]{32}\.upload")  # what Ingestor.spool() names its files
+_SHOWN_VALUE_CHARS = 200  # a rejected cell (or header name) is echoed back, cut to this length
+_LISTED_NAMES = 20  # registered attribute names listed when a header names an unknown one
 _CHUNK = 1 << 20
 
 
@@ -148,16 +151,17 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
         # `id` is not a registered attribute, which hides the real problem.
         example = ",".join(["customerId"] + [a["name"] for a in attributes[:3]])
         raise HeaderError(f"The header has no customerId column (the name is case-insensitive); the first line "
-                          f"must name the columns, e.g. {example}", value=_shown(",".join(cells)))
+                          f"must name the columns, e.g. {_shown(example)}", value=_shown(",".join(cells)))
     cid_index: int | None = None
     columns: list[Column] = []
     seen: dict[str, int] = {}
     for i, name in enumerate(cells):
         position = f"column {i + 1}"
         key = "customerId" if name.lower() == "customerid" else name
+        shown = _shown(name)  # a header cell can be megabytes long: every echo of it is cut
         if key in seen:
-            raise HeaderError(f"The header names {name!r} twice (column {seen[key] + 1} and {position}); each "
-                              "column may appear once.", column=name, value=name)
+            raise HeaderError(f"The header names {shown!r} twice (column {seen[key] + 1} and {position}); each "
+                              "column may appear once.", column=shown, value=shown)
         seen[key] = i
         if key == "customerId":
             cid_index = i
@@ -167,15 +171,18 @@ def resolve_header(cells: list[str], attributes: list[dict], archived_names: Ite
             if name == "":
                 reason = f"The header's {position} has no name (a trailing delimiter?)."
             elif name in archived:
-                reason = (f"Attribute {name!r} of table {datasource_id} is archived; archived attributes cannot "
+                reason = (f"Attribute {shown!r} of table {datasource_id} is archived; archived attributes cannot "
                           "be uploaded. Remove the column or unarchive the attribute.")
             else:
-                listing = ", ".join(repr(n) for n in by_name) or "none registered yet"
+                names = list(by_name)
+                listing = ", ".join(repr(_shown(n)) for n in names[:_LISTED_NAMES]) or "none registered yet"
+                if len(names) > _LISTED_NAMES:
+                    listing += f" and {len(names) - _LISTED_NAMES} more"
                 close = [n for n in by_name if n.lower() == name.lower()]
-                hint = f" Did you mean {close[0]!r}? Attribute names are case-sensitive." if close else ""
-                reason = (f"{name!r} ({position}) is not a registered attribute of table {datasource_id} "
+                hint = f" Did you mean {_shown(close[0])!r}? Attribute names are case-sensitive." if close else ""
+                reason = (f"{shown!r} ({position}) is not a registered attribute of table {datasource_id} "
                           f"(registered: {listing}).{hint}")
-            raise HeaderError(reason, column=name, value=name)
+            raise HeaderError(reason, column=shown, value=shown)
         columns.append(Column(i, name, str(attr["id"]), attr["datatype"], attr["format"],
                               datatypes.converter(attr["datatype"], attr["format"])))
     assert cid_index is not None  # checked above
@@ -335,9 +342,36 @@ class _ColumnBatch:
 class _Unparsable(list):
     """A record the csv module could not parse (kept in the batch so line numbers stay right)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, column: str | None = None, value: str | None = None):
         super().__init__()
-        self.reason = reason
+        self.reason, self.column, self.value = reason, column, value
+
+
+# Fed to the csv reader after the file's last line. Read as a record of its own, it is dropped; found at
+# the end of a cell, that cell's quote was never closed and swallowed the rest of the file (csv.reader in
+# non-strict mode accepts that silently: a 2.5 M-row file became one row holding a 64 M-character value).
+_END_MARK = "\uffff\ufffe<dcp-emulator: end of file>"
+
+
+def _end_of_file(rows: list, line_before: int, header: list[str]) -> None:
+    """Drop the end mark from the last record read; a record it ended inside becomes a rejected row."""
+    last = rows[-1]
+    if type(last) is _Unparsable or not last:
+        return
+    if len(last) == 1 and last[0] == _END_MARK:
+        rows.pop()
+        return
+    if type(last[-1]) is not str or not last[-1].endswith(_END_MARK):
+        return
+    cell = last[-1][: -len(_END_MARK)]
+    opened = line_before + sum(_lines_spanned(r) for r in rows[:-1]) + _lines_spanned(last[:-1])
+    column = header[len(last) - 1] if len(last) <= len(header) else None
+    last_line = opened + _lines_spanned([cell]) - 1 - cell.endswith(("\n", "\r"))
+    where = f"column {len(last)}" + (f" ({_shown(column)!r})" if column is not None else "")
+    rows[-1] = _Unparsable(
+        f"a quoted cell opened on line {opened}, {where}, is never closed: it runs to the end of the file, so "
+        f"lines {opened} to {last_line} were read as one value and none of them was applied. Close the quote "
+        "(a quote inside a quoted cell is written twice) and upload the file again.", column, _shown(cell))
 
 
 def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch]) -> str:
@@ -381,7 +415,7 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
         raise HeaderError("The first line is blank: the header (customerId and attribute names) must be the "
                           "first line of the file.")
     delimiter = delimiter_for(file_name, header_line)
-    reader = csv.reader(itertools.chain((header_line,), text), delimiter=delimiter, quotechar='"',
+    reader = csv.reader(itertools.chain((header_line,), text, (_END_MARK,)), delimiter=delimiter, quotechar='"',
                         doublequote=True, skipinitialspace=True, strict=False)
     try:
         header = next(reader)
@@ -410,6 +444,8 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
     while True:
         line_before = reader.line_num
         rows = read(batch_rows)
+        if rows:
+            _end_of_file(rows, line_before, header)
         if not rows:
             break
         one_line_each = reader.line_num - line_before == len(rows)
@@ -427,7 +463,7 @@ def apply_stream(raw: BinaryIO, file_name: str, datasource_id: int, attributes: 
                 if len(cells) == ncols:
                     good.append(cells)
                 elif type(cells) is _Unparsable:
-                    bad[i] = (None, None, cells.reason)
+                    bad[i] = (cells.column, cells.value, cells.reason)
                 elif not cells:
                     blank += 1  # a blank line: not a row
                 else:
@@ -496,6 +532,10 @@ def _gc_set_aside() -> Iterator[None]:
         if _freeze_users == 0:
             _freeze_owned = gc.get_freeze_count() == 0
             if _freeze_owned:
+                # Collect the young generations first: garbage frozen now (the objects of the request that
+                # just uploaded the file, with their cycles) would come back in the oldest generation at
+                # unfreeze, where only a rare full collection frees it (RSS grew ~40 kB per upload).
+                gc.collect(1)
                 gc.freeze()
         _freeze_users += 1
     try:
@@ -517,19 +557,29 @@ class Ingestor:
         self.error_limit = error_limit
         # With --db, spooled files live next to the database so an interrupted upload survives a restart.
         self._own_dir = db_path is None
-        self.spool_dir = tempfile.mkdtemp(prefix="dcp-emulator-uploads-") if db_path is None else db_path + ".uploads"
+        self.spool_dir = tempfile.mkdtemp(prefix=owned_prefix("uploads")) if db_path is None else db_path + ".uploads"
         os.makedirs(self.spool_dir, exist_ok=True)
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
         self._kicked = True  # set when there may be new work: the worker looks again before sleeping
+        self.wait_cursor = 0  # the highest upload id POST /_emulator/uploads/wait has reported
         self._thread = threading.Thread(target=self._run, name="dcp-emulator-ingest", daemon=True)
 
     # -- lifecycle
     def start(self) -> Ingestor:
         """Start the worker (it first resumes uploads left unfinished by a previous run)."""
+        self._remove_orphan_spools()  # files being spooled when a previous run was killed
         self._thread.start()
         return self
+
+    def _remove_orphan_spools(self) -> None:
+        """Delete spool files no unfinished upload refers to (only names this class writes)."""
+        referenced = {r["spool"] for r in self.store._all("SELECT spool FROM uploads WHERE spool IS NOT NULL")}
+        for name in os.listdir(self.spool_dir):
+            if _SPOOL_NAME_RE.fullmatch(name) and name not in referenced:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self.spool_dir, name))
 
     def close(self) -> None:
         """Stop the worker after its current batch; an in-memory emulator's spool directory is removed."""
@@ -540,9 +590,14 @@ class Ingestor:
             self._thread.join(timeout=30)
         if self._own_dir:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(Exception):  # the store may be closed already
+                self._remove_orphan_spools()
 
     def reset(self) -> None:
-        """After a reset the uploads table is empty: drop every spooled file."""
+        """After a reset the uploads table is empty (or a snapshot's): drop every spooled file."""
+        # A snapshot's finished uploads were reported before it was saved, or belong to another test.
+        self.wait_cursor = self.store._one("SELECT coalesce(max(id), 0) AS n FROM uploads")["n"]
         for name in os.listdir(self.spool_dir):
             if not name.startswith("incoming-"):
                 try:

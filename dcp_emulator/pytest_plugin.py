@@ -34,7 +34,7 @@ ENV_WAIT = "DCP_EMULATOR_WAIT"  # seconds to wait for an external emulator to be
 MARKER = "dcp_seed"
 
 SeedSpec = str | os.PathLike | Mapping[str, Any] | None
-
+UPLOADS_PAGE = 1000  # uploads per GET /_emulator/uploads page (the largest the emulator serves)
 
 class DcpEmulatorError(RuntimeError):
     """A control-plane request failed; ``status`` and ``body`` are the emulator's answer."""
@@ -214,13 +214,23 @@ class DcpEmulator:
                             config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
 
     def uploads(self, datasource_id: int | None = None) -> list[dict]:
-        """The Upload History (oldest first), optionally of one table."""
-        return self._call("GET", "/_emulator/uploads", query={"datasource_id": datasource_id})
+        """The Upload History (oldest first), optionally of one table: every page of GET /_emulator/uploads."""
+        out: list[dict] = []
+        while True:
+            query = {"datasource_id": datasource_id, "limit": UPLOADS_PAGE, "after": out[-1]["id"] if out else None}
+            page = self._call("GET", "/_emulator/uploads", query=query)
+            out.extend(page)
+            if len(page) < UPLOADS_PAGE:
+                return out
 
-    def wait_for_uploads(self, timeout: float = 30.0) -> list[dict]:
-        """Block until no upload is pending or processing; returns the Upload History. TimeoutError if not."""
+    def wait_for_uploads(self, timeout: float = 30.0, after: int | None = None) -> list[dict]:
+        """Block until no upload is pending or processing; returns the uploads finished since the previous
+        wait (or with an id above ``after``; ``uploads()`` has the whole history). TimeoutError if not."""
         try:
-            out = self._call("POST", "/_emulator/uploads/wait", {"timeout": timeout})
+            body: dict[str, Any] = {"timeout": timeout}
+            if after is not None:
+                body["after"] = after
+            out = self._call("POST", "/_emulator/uploads/wait", body)
         except DcpEmulatorError as e:
             if e.status == 504:
                 raise TimeoutError(str(e)) from None

@@ -35,6 +35,7 @@ from .store import MAX_CUSTOMER_ID_LENGTH, TOKEN_KINDS, PatchError, Store, profi
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
 MAX_DEPTH = 64  # YAML nesting accepted (a seed needs about 8)
+MAX_ALIAS_NODES = 100_000  # nodes that the aliases of one seed may stand for (anchors reused by hand need far fewer)
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -94,31 +95,62 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _check_depth(text: str, source: str) -> None:
-    """Refuse absurd nesting before composing: libyaml's composer recurses in C and would crash the
-    process (a segfault, not an exception) on a body such as 100,000 '[' characters."""
+def _check_events(text: str, source: str) -> None:
+    """Refuse, before anything is composed or expanded, what would crash or exhaust the process:
+    absurd nesting (libyaml's composer recurses in C and would segfault on 100,000 '['), aliases
+    that expand to more than MAX_ALIAS_NODES nodes ("billion laughs": a 470-byte seed of nested
+    anchors grows without bound when walked) and integers too long for Python to convert."""
     try:
-        _walk_depth(yaml.parse(text, Loader=_Loader), source)  # events only: no recursion
+        _walk_events(yaml.parse(text, Loader=_Loader), source)  # events only: no recursion, no expansion
     except yaml.YAMLError:
         # libyaml's scanner reads ahead, and newer versions refuse deep nesting there with their own
         # wording before any event reaches us. Walk again with the pure-Python parser (only on this
         # error path: it is slower) so that too much nesting is always refused with our own rule;
         # any other error is libyaml's to report.
-        _walk_depth(yaml.parse(text, Loader=yaml.SafeLoader), source)
+        _walk_events(yaml.parse(text, Loader=yaml.SafeLoader), source)
         raise
 
 
-def _walk_depth(events, source: str) -> None:
-    depth = 0
+def _walk_events(events, source: str) -> None:
+    # The expanded size (in nodes) of each anchored node, counted as if every alias inside it were
+    # written out, so an alias's cost is known when it is met, without expanding anything.
+    sizes: dict[str, int] = {}
+    open_nodes: list[list] = []  # [anchor, expanded size so far] of each open mapping/sequence
+    expanded = 0  # nodes the aliases of the document stand for
+
+    def where(event) -> str:
+        mark = event.start_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    def close(anchor: str | None, size: int) -> None:
+        if anchor is not None:
+            sizes[anchor] = size
+        if open_nodes:
+            open_nodes[-1][1] += size
+
     for event in events:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                mark = event.start_mark
-                raise SeedError(source, f"line {mark.line + 1}, column {mark.column + 1}",
-                                f"nested deeper than {MAX_DEPTH} levels; a seed needs fewer than 10")
+            if len(open_nodes) >= MAX_DEPTH:
+                raise SeedError(source, where(event), f"nested deeper than {MAX_DEPTH} levels; a seed needs "
+                                                      "fewer than 10")
+            open_nodes.append([event.anchor, 1])
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
+            close(*open_nodes.pop())
+        elif isinstance(event, yaml.ScalarEvent):
+            value = event.value
+            if event.implicit[0] and len(value) > MAX_CUSTOMER_ID_LENGTH \
+                    and value.lstrip("+-").replace("_", "").isdigit():
+                raise SeedError(source, where(event), f"a number of {len(value)} digits is longer than any field "
+                                                      f"accepts (quote it if it is meant as a string)")
+            close(event.anchor, 1)
+        elif isinstance(event, yaml.AliasEvent):
+            size = sizes.get(event.anchor, 1)
+            expanded += size
+            if expanded > MAX_ALIAS_NODES:
+                raise SeedError(source, where(event), f"the aliases of this seed (*{event.anchor} here) stand for "
+                                                      f"more than {MAX_ALIAS_NODES:,} nodes; expand the anchors "
+                                                      "by hand or use fewer nested aliases")
+            close(None, size)
 
 
 def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
@@ -129,7 +161,7 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
         except UnicodeDecodeError as e:
             raise SeedError(source, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
-        _check_depth(text, source)
+        _check_events(text, source)
         data = yaml.load(text, Loader=_Loader)  # safe: _Loader derives from (C)SafeLoader
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -139,6 +171,8 @@ def parse_seed(text: str | bytes, source: str = "<seed>") -> dict:
         raise SeedError(source, "", f"invalid YAML: {e}") from None
     except RecursionError:
         raise SeedError(source, "", "the YAML is nested too deeply") from None
+    except ValueError as e:  # a value YAML resolves but Python cannot build (e.g. a huge sexagesimal number)
+        raise SeedError(source, "", f"invalid YAML value: {str(e)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -207,7 +241,7 @@ class _Applier:
             if required:
                 raise self.fail(_key_path(path, key), "is required")
             return None
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
             raise self.fail(_key_path(path, key), f"must be a positive integer id, got {value!r}")

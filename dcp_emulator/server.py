@@ -301,6 +301,7 @@ class EmulatorServer:
             f"  profile API      {url}/api/",
             f"  S3 endpoint      {url}  (bucket {IMPORT_BUCKET}, path-style; same port)",
             f"  control plane    {url}/_emulator/  (info, health, ...)",
+            f"  dashboard        {url}/_emulator/ui",
             f"  account id       {info.default_account_id}",
             f"  classic token    {tokens.get('classic')}    (send as header 'Token: ...')",
             f"  OAuth token      {tokens.get('oauth')}    (send as 'Authorization: Bearer ...')",

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import sqlite_utils
 from . import datatypes
 from .clock import Clock
 from .errors import Archived, InvalidField, LimitExceeded, NotFound
+from .tempfiles import owned_prefix
 
 KEYFIELD_LOCATOR_TYPES = ("cookie", "query parameter", "js_variable", "uid")
 _LOCATOR_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z_0-9$]*\Z")
@@ -169,16 +171,29 @@ class _Layout:
 
 
 class Snapshot:
-    """A copy of a store's whole database, restorable with ``Store.restore``; ``close()`` frees it."""
+    """A copy of a store's whole database, restorable with ``Store.restore``; ``close()`` frees it.
+
+    On disk, the copy is a temporary file that is unlinked as soon as it is written (where the OS
+    allows): the open connection keeps it readable, and nothing is left behind even after SIGKILL.
+    """
 
     def __init__(self, store: Store, on_disk: bool = False):
         self.path: str | None = None
+        self.on_disk = on_disk
         if on_disk:
-            fd, self.path = tempfile.mkstemp(prefix="dcp-emulator-snapshot-", suffix=".db")
+            fd, self.path = tempfile.mkstemp(prefix=owned_prefix("snapshot"), suffix=".db")
             os.close(fd)
         self.conn = sqlite3.connect(self.path or ":memory:", check_same_thread=False)
         with store.lock:
             store.db.conn.backup(self.conn)
+            self.size = store.size_bytes()
+        if self.path:
+            # A copy of a WAL database is in WAL mode, which needs -wal/-shm files beside it: an unlinked
+            # file could not be read back. The copy is only ever read, so rollback mode loses nothing.
+            self.conn.execute("PRAGMA journal_mode=DELETE")
+            with contextlib.suppress(OSError):  # not on Windows (an open file): close() removes it then
+                os.unlink(self.path)
+                self.path = None
 
     def close(self) -> None:
         """Release the copy (and delete its temporary file)."""
@@ -192,10 +207,12 @@ class Snapshot:
 class Store:
     """All emulator state, behind API-shaped methods."""
 
-    def __init__(self, path: str | None = None, max_services_per_account: int = 1, clock: Clock | None = None):
+    def __init__(self, path: str | None = None, max_services_per_account: int = 1,
+                 upload_history_size: int | None = None, clock: Clock | None = None):
         self.path = path
         self.clock = clock or Clock()  # the emulator's one clock (tests move it); real time by default
         self.max_services_per_account = max_services_per_account
+        self.upload_history_size = upload_history_size  # finished uploads kept (None: all)
         self.lock = threading.RLock()
         self._view_deferred = self._view_stale = False
         self._pending_tables: set[int] = set()
@@ -333,9 +350,16 @@ class Store:
         for table in self._profile_tables():
             did = int(table.split("_", 1)[1])
             pairs = columns.get(did, [])
-            data = "'{}'"  # json_object takes at most 127 arguments: merge objects of 60 attributes each
-            for i in range(0, len(pairs), 60):
-                data = f"json_patch({data}, json_object({', '.join(pairs[i:i + 60])}))"
+            # json_object takes at most 127 arguments: objects of 60 attributes each, merged by json_patch.
+            # The first is patched into '{}' (which drops its unset, NULL values; a NULL in a later patch
+            # deletes a key the others never have). Merged as a balanced tree: a chain of 34 nested
+            # calls for 1,999 attributes overflows SQLite's parser stack.
+            parts = [f"json_object({', '.join(pairs[i:i + 60])})" for i in range(0, len(pairs), 60)]
+            parts[:1] = [f"json_patch('{{}}', {parts[0]})"] if parts else ["'{}'"]
+            while len(parts) > 1:
+                parts = [f"json_patch({a}, {b})" if b else a
+                         for a, b in itertools.zip_longest(parts[::2], parts[1::2])]
+            data = parts[0]
             selects.append(f"SELECT {did} AS datasource_id, customer_id, {data} AS data FROM {table}")
         if not selects:
             selects = ["SELECT NULL AS datasource_id, NULL AS customer_id, NULL AS data WHERE 0"]
@@ -476,13 +500,19 @@ class Store:
                            if i is not None and row[i] is not None}
         return out
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, on_disk: bool | None = None) -> Snapshot:
         """A copy of the whole database (SQLite's online backup: about 1 ms per 10k profiles).
 
-        In memory for an in-memory store; in a temporary file for a --db store, whose state may be
-        far larger than the memory we want to hold for it.
+        By default in memory for an in-memory store; in a temporary file for a --db store, whose state
+        may be far larger than the memory we want to hold for it.
         """
-        return Snapshot(self, on_disk=bool(self.path))
+        return Snapshot(self, on_disk=bool(self.path) if on_disk is None else on_disk)
+
+    def size_bytes(self) -> int:
+        """The database's size (pages in use times page size): what a snapshot of it costs."""
+        with self.lock:
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+            return pages * self.db.execute("PRAGMA page_size").fetchone()[0]
 
     def restore(self, snapshot: Snapshot) -> None:
         """Make the database exactly the snapshot again (every table, schema included), in one step."""
@@ -1166,6 +1196,10 @@ class Store:
                 (account_id, service_id, datasource_id, key, file_name, size_bytes, json.dumps(warnings), self.now(),
                  spool))
             upload_id = cur.lastrowid
+            if self.upload_history_size is not None:
+                # Only finished uploads are dropped: an unfinished one still has work (and a spool file).
+                db.execute("DELETE FROM uploads WHERE id <= ? - ? AND status NOT IN ('pending', 'processing')",
+                           (upload_id, self.upload_history_size))
         return self.get_upload(upload_id)
 
     @staticmethod
@@ -1180,12 +1214,14 @@ class Store:
             "received_at": row["received_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
         }
 
-    def list_uploads(self, datasource_id: int | None = None) -> list[dict]:
-        """Upload History: every upload (or one table's), oldest first."""
+    def list_uploads(self, datasource_id: int | None = None, *, after: int = 0, limit: int = -1) -> list[dict]:
+        """Upload History: the uploads (or one table's) with an id above ``after``, oldest first, at most
+        ``limit`` of them (-1: all)."""
         if datasource_id is None:
-            rows = self._all("SELECT * FROM uploads ORDER BY id")
+            rows = self._all("SELECT * FROM uploads WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
         else:
-            rows = self._all("SELECT * FROM uploads WHERE datasource_id = ? ORDER BY id", (datasource_id,))
+            rows = self._all("SELECT * FROM uploads WHERE datasource_id = ? AND id > ? ORDER BY id LIMIT ?",
+                             (datasource_id, after, limit))
         return [self._upload_out(r) for r in rows]
 
     def get_upload(self, upload_id: int) -> dict:
@@ -1236,6 +1272,69 @@ class Store:
                 params.append(json.dumps(errors))
             db.execute(f"UPDATE uploads SET {', '.join(sets)} WHERE id = ? AND status IN ('pending', 'processing')",
                        (*params, upload_id))
+
+
+    # ------------------------------------------------------------------ dashboard reads (/_emulator/ui)
+    def list_accounts(self) -> list[dict]:
+        """Every account with its tokens (kind, expiry, revoked, expired), in id order."""
+        current = now()
+        tokens: dict[int, list[dict]] = {}
+        for t in self._all("SELECT token, kind, account_id, expires_at, revoked, client_id FROM tokens ORDER BY rowid"):
+            t["revoked"] = bool(t["revoked"])
+            t["expired"] = bool(t["expires_at"] and t["expires_at"] <= current)  # the rule auth.py applies
+            tokens.setdefault(t["account_id"], []).append(t)
+        return [{**a, "tokens": tokens.get(a["id"], [])} for a in self._all("SELECT id, name FROM accounts ORDER BY id")]
+
+    def owner_account(self, entity_id: int) -> int | None:
+        """The account owning a DCP service or table (datasource) by id, or None."""
+        row = self._one("SELECT account_id FROM dcp_services WHERE id = ? UNION ALL SELECT s.account_id FROM "
+                        "datasources d JOIN dcp_services s ON s.id = d.dcp_service_id WHERE d.id = ?",
+                        (entity_id, entity_id))
+        return row["account_id"] if row else None
+
+    def list_profiles(self, account_id: int, service_id: int, datasource_id: int, prefix: str = "",
+                      after: str | None = None, before: str | None = None, limit: int = 50) -> dict:
+        """One page of a table's profiles in customer id order, customer ids starting with ``prefix``.
+
+        Keyset pagination on the primary key (``after``/``before`` a customer id), so a page costs the
+        same on a table of a million profiles as on ten. Returns {"profiles": [...], "more": bool}.
+        """
+        self._profile_target(account_id, service_id, datasource_id, write=False)
+        attributes = self.active_attributes(datasource_id)
+        table = profile_table(datasource_id)
+        where, params = [], []
+        if prefix:
+            where.append("customer_id >= ?")
+            params.append(prefix)
+            upper = _prefix_upper_bound(prefix)
+            if upper is not None:
+                where.append("customer_id < ?")
+                params.append(upper)
+        if after is not None:
+            where.append("customer_id > ?")
+            params.append(after)
+        if before is not None:
+            where.append("customer_id < ?")
+            params.append(before)
+        order = "DESC" if before is not None and after is None else "ASC"
+        sql = (f"SELECT * FROM {table}{' WHERE ' + ' AND '.join(where) if where else ''} "
+               f"ORDER BY customer_id {order} LIMIT ?")
+        with self.lock:
+            if not self._table_columns(table):
+                return {"profiles": [], "more": False}
+            cur = self.db.execute(sql, (*params, limit + 1))
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if order == "DESC":
+            rows.reverse()
+        index = {n: i for i, n in enumerate(names)}
+        wanted = [(a["name"], a["datatype"], index.get(value_column(a["id"]))) for a in attributes]
+        profiles = [self._profile_out(service_id, datasource_id, row[index["customer_id"]], {
+            name: from_column(datatype, row[i]) for name, datatype, i in wanted if i is not None and row[i] is not None})
+            for row in rows]
+        return {"profiles": profiles, "more": more}
 
 
 # ---------------------------------------------------------------------- field helpers
@@ -1349,3 +1448,18 @@ def _check_customer_id(customer_id: str) -> None:
 
 def _describe(attr: dict) -> str:
     return f"datatype {attr['datatype']}" + (f", format {attr['format']}" if attr["format"] else "")
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: there is none).
+
+    SQLite compares TEXT as UTF-8 bytes, whose order is code point order, so bumping the last character
+    that can be bumped gives an exact bound for a primary-key range scan.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1 if not 0xD800 <= last + 1 <= 0xDFFF else 0xE000  # surrogates are not text
+            return "".join(chars) + chr(nxt)
+    return None

@@ -174,7 +174,7 @@ def test_post_seed_accepts_bodies_larger_than_api_requests():
                 + profiles)
         assert len(body) > 10_000
         assert client.post("/experiment/v1/dcp_services", headers=T, data=body).status_code == 413
-        resp = client.post("/_emulator/seed", data=body)
+        resp = client.post("/_emulator/seed", data=body, content_type="application/yaml")
         assert resp.status_code == 201 and resp.get_json()["created"]["profiles"] == 2_000
     finally:
         application.extensions["dcp_emulator"].close()

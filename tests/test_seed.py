@@ -134,7 +134,7 @@ def test_round_trip_keeps_values_of_archived_attributes(make_app, tmp_path):
     table = yaml.safe_load(exported)["dcp_services"][0]["datasources"][1]
     assert table["attributes"][-2]["values"] == {"crm-1001": 5, "only-archived": 6}
     assert "values" not in table["attributes"][-1] and table["profiles"]["only-archived"] == {}
-    assert copy.test_client().post("/_emulator/seed", data=exported).status_code == 201
+    assert copy.test_client().post("/_emulator/seed", data=exported, content_type="application/yaml").status_code == 201
     assert state_yaml(copy) == exported
     for application in (source, copy):  # unarchiving shows the same values in the original and the copy
         c = application.test_client()
@@ -207,7 +207,7 @@ dcp_services:
 """
     application = make_app()
     c = application.test_client()
-    assert c.post("/_emulator/seed", data=seed).status_code == 201
+    assert c.post("/_emulator/seed", data=seed, content_type="application/yaml").status_code == 201
     assert c.get("/api/customer_profile/10/12/c-1", headers=T).get_json()["data"] == {"born": "2022-05-02",
                                                                                       "vip": True}
     assert c.get("/api/customer_profile/10/12/42", headers=T).get_json()["data"] == {"vip": False}
@@ -288,7 +288,7 @@ def test_invalid_seed_names_path_and_problem(make_app, tmp_path, text, path, pro
     assert problem in info.value.problem
     assert str(info.value).startswith(f"{seed_file}: {path + ': ' if path else ''}")
     # At runtime the same seed is a 400 in the error envelope, with the path as the field.
-    resp = make_app().test_client().post("/_emulator/seed", data=text)
+    resp = make_app().test_client().post("/_emulator/seed", data=text, content_type="application/yaml")
     body = resp.get_json()
     assert resp.status_code == 400 and body["code"] == "invalid_seed"
     assert body.get("field") == (path or None) and problem in body["message"]
@@ -360,12 +360,12 @@ def test_with_db_seeds_apply_once_and_reset_returns_to_this_runs_start(tmp_path)
         assert c.get("/experiment/v1/dcp_services", headers=T).get_json() == []
         assert c.post("/_emulator/reset").status_code == 200
         assert names() == ["Optimizely", "CRM", "Email platform", "Kept"]
-        # The start-up copy of a --db store lives in a temporary file (not in memory), removed on close.
-        snapshot_file = pathlib.Path(emu(second)._startup_snapshot.path)
-        assert snapshot_file.is_file()
+        # The start-up copy of a --db store lives in a temporary file (not in memory), unlinked once written
+        # so that even a killed process leaves nothing behind.
+        startup = emu(second)._startup_snapshot
+        assert startup.on_disk and startup.path is None
     finally:
         emu(second).close()
-    assert not snapshot_file.exists()
 
 
 def test_load_and_apply_helpers(tmp_path):
@@ -389,7 +389,7 @@ def test_absurd_nesting_is_refused_before_it_can_crash_the_parser(client):
         with pytest.raises(SeedError) as info:
             parse_seed(text, "deep.yaml")
         assert "nested deeper than 64 levels" in info.value.problem
-    resp = client.post("/_emulator/seed", data="[" * 100_000)
+    resp = client.post("/_emulator/seed", data="[" * 100_000, content_type="application/yaml")
     assert resp.status_code == 400 and resp.get_json()["code"] == "invalid_seed"
     resp = client.post("/_emulator/seed", data="[" * 100_000, content_type="application/json")
     assert resp.status_code == 400 and "invalid JSON" in resp.get_json()["message"]

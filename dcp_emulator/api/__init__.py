@@ -6,11 +6,12 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, g, request
 
 from ..auth import Principal, authenticate
-from ..errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from ..errors import CrossOriginRefused, InvalidJson, PayloadTooLarge, UnsupportedMediaType
 
 
 def emulator():
@@ -34,6 +35,67 @@ def require_auth(bp: Blueprint) -> None:
             body_keys = frozenset(req.form.keys())
         ctx.principal = authenticate(emulator().store, req.headers, req.args, body_keys)
         ctx.token_kind, ctx.account_id = ctx.principal.token_kind, ctx.principal.account_id
+
+
+# The content types a web page may send to any site without a CORS preflight ("simple" requests).
+_SIMPLE_CONTENT_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_key(scheme: str, netloc: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(f"{scheme}://{netloc}")
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port never equals ours
+        port = -1
+    return scheme, (parts.hostname or ""), port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def same_origin_only(bp: Blueprint, *, html_forms: bool = False) -> None:
+    """Refuse state-changing requests of a blueprint that a web page of another site could forge (CSRF).
+
+    The control plane has no authentication (it is a local test double), so any page a developer visits
+    could otherwise POST a seed or a reset to http://127.0.0.1:8080. Browsers mark such requests with an
+    ``Origin`` (and ``Sec-Fetch-Site``) header; curl, the pytest plugin and SDKs send neither. A body must
+    also say what it is with a type a page cannot send without a CORS preflight (which this emulator never
+    grants): not text/plain, a form or no type at all. ``html_forms``: the blueprint's own pages post HTML
+    forms (the dashboard), so form bodies are accepted, and a ``Referer`` stands in for a missing ``Origin``.
+    """
+
+    @bp.before_request
+    def _refuse_cross_site() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return  # reads change nothing, and a page cannot read our answers (no CORS headers)
+        origin = request.headers.get("Origin")
+        if origin is None and html_forms and request.headers.get("Referer"):
+            referer = urlsplit(request.headers["Referer"])
+            origin = f"{referer.scheme}://{referer.netloc}"
+        if origin is not None:
+            own = _origin_key(request.scheme, request.host)
+            sent = urlsplit(origin)
+            if origin == "null" or _origin_key(sent.scheme, sent.netloc) != own or sent.path not in ("", "/"):
+                raise CrossOriginRefused(
+                    f"Cross-origin request refused: {request.method} {request.path} came from a web page of origin "
+                    f"{origin[:200]!r}, not from this emulator ({own[0]}://{request.host[:200]}). The control plane "
+                    "changes state without authentication, so it only accepts such requests from clients that are "
+                    "not browsers (curl, the pytest plugin: they send no Origin header) or from its own origin.",
+                    field="Origin")
+        if request.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+            raise CrossOriginRefused(
+                f"Cross-site request refused: the browser says {request.method} {request.path} was sent by another "
+                "site (Sec-Fetch-Site). The control plane only accepts state-changing requests from clients that "
+                "are not browsers, or from its own origin.", field="Sec-Fetch-Site")
+        if html_forms:
+            return
+        has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        mimetype = request.mimetype or ""
+        if has_body and (not mimetype or mimetype in _SIMPLE_CONTENT_TYPES):
+            got = f"Content-Type {mimetype!r}" if mimetype else "no Content-Type"
+            raise UnsupportedMediaType(
+                f"{request.method} {request.path} got a body with {got}. The control plane needs an explicit type "
+                "that a web page cannot send to another site without asking first: application/json for JSON "
+                "(curl -H 'Content-Type: application/json'), or application/yaml for a YAML seed "
+                "(curl -H 'Content-Type: application/yaml' --data-binary @seed.yaml).", field="Content-Type")
 
 
 def _reject_constant(name: str) -> Any:

@@ -9,12 +9,14 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from ..bulk import IMPORT_BUCKET
-from ..errors import InvalidField, NotFound, SeedError
-from . import emulator, json_object, optional_json_object, route
+from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
+from . import emulator, json_object, optional_json_object, route, same_origin_only
 
 MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 bp = Blueprint("control", __name__)
+same_origin_only(bp)
 
 
 @route(bp, "/health", methods=["GET"])
@@ -40,6 +42,7 @@ def info():
         "default_account_id": emu.default_account_id,
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
+        "ui_url": f"{base}/_emulator/ui",  # the web dashboard
     })
 
 
@@ -87,7 +90,7 @@ def _seed_reset() -> str | None:
 
 @route(bp, "/seed", methods=["POST"])
 def seed():
-    """Add a seed's state (YAML body, or JSON with Content-Type: application/json); ?reset=true (or
+    """Add a seed's state (YAML with Content-Type: application/yaml, or JSON); ?reset=true (or
     ?reset=default) resets first, all or nothing: a refused seed leaves the state as it was."""
     request.max_content_length = MAX_SEED_BYTES
     reset_to = _seed_reset()
@@ -95,8 +98,14 @@ def seed():
 
     raw = request.get_data(cache=True)
     source = "request body"
+    mimetype = request.mimetype or ""
+    is_json = mimetype == "application/json" or mimetype.endswith("+json")
+    if raw.strip() and not is_json and mimetype not in YAML_TYPES:
+        raise UnsupportedMediaType(f"A seed is sent as YAML with Content-Type: application/yaml (or "
+                                   f"{', '.join(YAML_TYPES[1:])}), or as JSON with Content-Type: application/json; "
+                                   f"got {mimetype!r}.", field="Content-Type")
     try:
-        if request.mimetype == "application/json":
+        if is_json:
             try:
                 data = json.loads(raw.decode("utf-8-sig") or "{}")
             except (UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -168,7 +177,7 @@ def delete_snapshot(name: str):
 def list_requests():
     """Journaled API requests, oldest first; filters: method, path (regex), status (429 or 4xx), header, limit."""
     limit = request.args.get("limit")
-    if limit is not None and not limit.isdigit():
+    if limit is not None and not (limit.isascii() and limit.isdigit() and len(limit) <= 18):
         raise InvalidField(f"limit must be a non-negative integer, got {limit!r}.", field="limit")
     journal = emulator().journal
     entries = journal.entries(method=request.args.get("method"), path=request.args.get("path"),

@@ -21,10 +21,11 @@ from ..oauth import (
     register_app,
     revoke,
 )
-from . import emulator, json_object, optional_json_object, route
+from . import emulator, json_object, optional_json_object, route, same_origin_only
 
 bp = Blueprint("oauth", __name__)
 control_bp = Blueprint("oauth_control", __name__)
+same_origin_only(control_bp)  # part of the control plane: no cross-site app registration or clock moves
 
 AUTHORIZATION_HEADER = "X-Dcp-Emulator-Authorization"  # the consent page's pending request id, for scripts
 # The consent page loads nothing from anywhere, and no other site may frame it (clickjacking the Accept button).

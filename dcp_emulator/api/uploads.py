@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
-from . import emulator, optional_json_object, route
+from . import emulator, optional_json_object, route, same_origin_only
 
 bp = Blueprint("uploads", __name__)
+same_origin_only(bp)
 
 DEFAULT_WAIT_SECONDS = 30.0
 
@@ -22,17 +24,39 @@ class UploadWaitTimeout(DcpError):
     status, code = 504, "upload_wait_timeout"
 
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def _id_param(name: str, raw: str | None, default: int) -> int:
+    """A whole-number query parameter (ASCII digits only: '²'.isdigit() is true but int() refuses it)."""
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise InvalidField(f"{name} must be a whole number, got {raw[:40]!r}.", field=name)
+    return int(raw)
+
+
 @route(bp, "/uploads", methods=["GET"])
 def list_uploads():
-    """Upload History, oldest first; ``?datasource_id=N`` keeps one table's uploads."""
-    raw = request.args.get("datasource_id")
-    datasource_id = None
-    if raw is not None:
-        if not raw.isdigit() or len(raw) > 18:
-            raise InvalidField(f"datasource_id must be a table id (a whole number), got {raw!r}.",
-                               field="datasource_id")
-        datasource_id = int(raw)
-    return jsonify(emulator().store.list_uploads(datasource_id))
+    """Upload History, oldest first, one page at a time: ``?after=ID`` (uploads with a higher id),
+    ``?limit=N`` (default 100, at most 1000), ``?datasource_id=N`` (one table's uploads). A full page
+    links the next one (``Link: <...>; rel="next"``)."""
+    datasource_id = request.args.get("datasource_id")
+    if datasource_id is not None:
+        datasource_id = _id_param("datasource_id", datasource_id, 0)
+    after = _id_param("after", request.args.get("after"), 0)
+    limit = _id_param("limit", request.args.get("limit"), DEFAULT_PAGE)
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidField(f"limit must be between 1 and {MAX_PAGE}, got {limit}.", field="limit")
+    page = emulator().store.list_uploads(datasource_id, after=after, limit=limit + 1)
+    resp = jsonify(page[:limit])
+    if len(page) > limit:
+        query = {"after": page[limit - 1]["id"], "limit": limit}
+        if datasource_id is not None:
+            query["datasource_id"] = datasource_id
+        resp.headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+    return resp
 
 
 @route(bp, "/uploads/<int:upload_id>", methods=["GET"])
@@ -43,21 +67,37 @@ def get_upload(upload_id: int):
 
 @route(bp, "/uploads/wait", methods=["POST"])
 def wait_for_uploads():
-    """Return once no upload is pending or processing (200), or 504 when ``timeout`` seconds pass first."""
+    """Return once no upload is pending or processing (200), or 504 when ``timeout`` seconds pass first.
+
+    The answer lists the uploads finished since the previous wait (or with an id above ``after``),
+    not the whole history: what this wait waited for, and what finished before it was called.
+    """
     body = optional_json_object()
-    unknown = [k for k in body if k != "timeout"]
+    unknown = [k for k in body if k not in ("timeout", "after")]
     if unknown:
-        raise InvalidField(f"Unknown field {unknown[0]!r}; the body is {{\"timeout\": seconds}}.", field=unknown[0])
+        raise InvalidField(f"Unknown field {unknown[0]!r}; the body is {{\"timeout\": seconds, \"after\": upload id}} "
+                           "(both optional).", field=unknown[0])
     timeout = body.get("timeout", DEFAULT_WAIT_SECONDS)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
             or not 0 <= timeout <= 3600:
         raise InvalidField("timeout must be a number of seconds between 0 and 3600.", field="timeout")
+    after = body.get("after")
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63):
+        raise InvalidField("after must be an upload id (a whole number).", field="after")
     emu = emulator()
     if not emu.ingestor.wait_idle(float(timeout)):
-        pending = [u["id"] for u in emu.store.list_uploads() if u["status"] in ("pending", "processing")]
+        pending = [u["id"] for u in emu.store.list_uploads(limit=20) if u["status"] in ("pending", "processing")]
         raise UploadWaitTimeout(f"Uploads still pending or processing after {timeout} s: ids {pending}. Wait "
                                 "again, or check GET /_emulator/uploads.")
-    return jsonify({"status": "idle", "uploads": emu.store.list_uploads()})
+    cursor = emu.ingestor.wait_cursor if after is None else after
+    uploads = []
+    for upload in emu.store.list_uploads(after=cursor):  # bounded by the history size
+        if upload["status"] in ("pending", "processing"):
+            break  # arrived after the queue went idle: the next wait reports it
+        uploads.append(upload)
+    if uploads and after is None:
+        emu.ingestor.wait_cursor = max(emu.ingestor.wait_cursor, uploads[-1]["id"])
+    return jsonify({"status": "idle", "uploads": uploads})
 
 
 @route(bp, "/datasources/<int:datasource_id>/template.csv", methods=["GET"])
