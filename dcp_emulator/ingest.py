@@ -628,6 +628,15 @@ class Ingestor:
                 size += len(chunk)
         return name, size
 
+    def spool_link(self, buffer: Any) -> tuple[str, int]:
+        """Give a stored object's on-disk buffer (``s3_body.DiskBuffer``) a spool file name; returns (name, size).
+
+        A hard link in the same directory, not a copy: the object and the upload each drop their own name.
+        """
+        name = f"{uuid.uuid4().hex}.upload"
+        buffer.link(os.path.join(self.spool_dir, name))
+        return name, buffer.size
+
     def enqueue(self, account_id: int, service_id: int, datasource_id: int, key: str, spool: str,
                 size: int) -> dict:
         """Record a pending upload of a spooled file and wake the worker; returns the upload."""

@@ -10,9 +10,10 @@ else goes to Flask. Before moto sees a request we
 * check the path against the key's scope (table key: ``dcp/{service}/{table}/``, service key:
   ``dcp/{service}/``) and the object size against ``config.max_object_bytes``;
 
-and answer S3's XML ``AccessDenied`` / ``EntityTooLarge`` otherwise, so nothing is stored. After moto
-answered 200 to a PutObject/CopyObject or CompleteMultipartUpload under a table path, the object is
-spooled to disk and queued as an upload before the client gets its answer.
+and answer S3's XML ``AccessDenied`` / ``EntityTooLarge`` otherwise, so nothing is stored. Requests that
+carry or return object bytes are handled by ``s3_objects.py`` (bodies streamed to disk, moto told about
+them without the bytes); once a PutObject/CopyObject or CompleteMultipartUpload under a table path has
+stored the object, it is queued as an upload before the client gets its answer.
 
 Isolation: moto's backends are process-global, keyed by AWS account id. Each gateway has its own
 random 12-digit account id, injected into every request as ``x-moto-account-id``, and its own bucket
@@ -22,18 +23,14 @@ object in that account, so several emulators in one process never see each other
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import hmac
-import io
 import logging
 import re
 import secrets
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
-from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
@@ -41,9 +38,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
+from . import s3_moto
 from .bulk import IMPORT_BUCKET, OWN_PREFIXES
 from .ingest import Ingestor
+from .s3_body import BufferDir, too_large
 from .s3_errors import S3Error
+from .s3_objects import ObjectBodies
 from .s3_request import (
     check_parameters,
     check_presign_expiry,
@@ -96,45 +96,26 @@ class S3Gateway:
     """One emulator's S3 endpoint: its moto account, bucket, request checks and completion hook."""
 
     def __init__(self, store: Store, ingestor: Ingestor, max_object_bytes: int):
-        from moto.server import create_backend_app
-
         self.store = store
         self.ingestor = ingestor
         self.max_object_bytes = max_object_bytes
         self.account_id = str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, random per emulator
-        self._moto_app = create_backend_app("s3")
-        self._bucket_lock = threading.Lock()
+        self._moto_app = s3_moto.create_app()
+        # Object and part bytes live on disk next to the ingest's spooled files (same directory, so an
+        # object is handed to the ingest by a hard link, not a copy).
+        self.objects = ObjectBodies(self.account_id, IMPORT_BUCKET, BufferDir(ingestor.spool_dir), self._call_moto,
+                                    max_object_bytes)
         self.ensure_bucket()
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def _backend(self) -> Any:
-        """moto's S3 backend of this emulator's account, looked up anew each time.
-
-        moto's ``mock_aws`` (used by integrators in the same pytest process) resets its process-global
-        backends on start and stop: the account's backend object is replaced by a new, empty one, and
-        moto's request handlers use the new one. Holding on to the old object would split us from moto.
-        """
-        from moto.s3.models import s3_backends
-
-        return s3_backends[self.account_id]["aws"]
+        """moto's S3 backend of this emulator's account (looked up anew: a moto reset replaces it)."""
+        return s3_moto.backend(self.account_id)
 
     def ensure_bucket(self) -> Any:
         """moto's bucket object of this emulator, re-created (empty) if a moto reset dropped it."""
-        backend = self._backend
-        bucket = backend.buckets.get(IMPORT_BUCKET)
-        if bucket is None:
-            from moto.s3.models import FakeBucket
-
-            with self._bucket_lock:
-                bucket = backend.buckets.get(IMPORT_BUCKET)
-                if bucket is None:
-                    # Not backend.create_bucket(): moto keeps one global bucket namespace and would refuse
-                    # the same name in a second emulator's account. A bucket object of our own in our
-                    # account's backend is found first by every lookup of this account.
-                    bucket = FakeBucket(name=IMPORT_BUCKET, account_id=self.account_id, region_name="us-east-1")
-                    backend.buckets[IMPORT_BUCKET] = bucket
-        return bucket
+        return s3_moto.ensure_bucket(self.account_id, IMPORT_BUCKET)
 
     @property
     def bucket(self) -> Any:
@@ -142,30 +123,19 @@ class S3Gateway:
         return self.ensure_bucket()
 
     def reset(self) -> None:
-        """Empty the bucket (objects and unfinished multipart uploads), releasing their buffers."""
-        bucket = self.bucket
-        for _name, versions in list(bucket.keys.iterlists()):
-            for key in versions:
-                _dispose(key)
-        bucket.keys.clear()
-        for multipart in list(bucket.multiparts.values()):
-            multipart.dispose()
-        bucket.multiparts.clear()
+        """Empty the bucket (objects and unfinished multipart uploads), deleting their on-disk buffers."""
+        self.objects.reset()
 
     def close(self) -> None:
         """Empty the bucket and drop this emulator's moto account."""
         self.reset()
-        from moto.s3.models import s3_backends
-
-        try:
-            del s3_backends[self.account_id]
-        except KeyError:
-            pass
+        s3_moto.drop_account(self.account_id)
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when the bucket exists in moto (re-created first if a moto reset dropped it)."""
         self.ensure_bucket()
-        return IMPORT_BUCKET in self._backend.buckets, f"bucket {IMPORT_BUCKET} (moto account {self.account_id})"
+        return s3_moto.has_bucket(self.account_id, IMPORT_BUCKET), \
+            f"bucket {IMPORT_BUCKET} (moto account {self.account_id})"
 
     # ------------------------------------------------------------------ routing
     def middleware(self, app: Callable) -> Callable:
@@ -226,41 +196,47 @@ class S3Gateway:
         except Exception as e:  # a bug in the checks: still S3's XML error, never the server's HTML page
             log.exception("S3 request %s %s failed in the checks", method, resource)
             return self._internal_error(start_response, e, resource, request_id, method)
-        previous = moto_bucket.keys.get(key) if key and bucket == IMPORT_BUCKET else None
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
-        captured: dict[str, Any] = {}
-
-        def capture(status: str, headers: list, exc_info: Any = None):
-            captured["status"], captured["headers"], captured["exc_info"] = status, headers, exc_info
-            return lambda data: None  # moto (Flask) never uses write()
-
         try:
-            if method == "POST" and target is not None and "uploadId" in query:
-                done = self._complete_multipart(environ, key, query["uploadId"])
-                if done is not None:  # assembled on disk; moto would have built it in memory
-                    captured["status"], captured["headers"], body = "200 OK", done[0], [done[1]]
-                    self._object_completed(target, key, previous)
-                    start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
-                    return body
-            try:
-                body = self._moto_app(environ, capture)
-            except Exception:
-                if not xml_body:
-                    raise
-                # moto fails on XML that is well-formed but not S3's schema (no TagSet, no Days...)
-                log.debug("moto refused the XML body of %s %s", method, resource, exc_info=True)
-                raise malformed_xml() from None
-            status = int(captured["status"].split()[0])
-            if status == 200 and target is not None and self._completes_object(method, query):
-                body = list(body)  # moto has finished; the object is in the bucket now
-                self._object_completed(target, key, previous)
+            answer = None
+            if bucket == IMPORT_BUCKET and key:
+                # Requests that carry or return object bytes: streamed to and from disk (s3_objects.py).
+                answer = self.objects.handle(method, key, query, environ,
+                                             lambda stored_key, obj: self._object_completed(target, stored_key, obj))
+            if answer is None:
+                try:
+                    answer = self._call_moto(environ)
+                except Exception:
+                    if not xml_body:
+                        raise
+                    # moto fails on XML that is well-formed but not S3's schema (no TagSet, no Days...)
+                    log.debug("moto refused the XML body of %s %s", method, resource, exc_info=True)
+                    raise malformed_xml() from None
+            status, headers, body = answer
         except S3Error as e:
             return self._error(start_response, e, resource, request_id, method)
         except Exception as e:  # a failure inside moto or while spooling: S3's InternalError, logged
             log.exception("S3 request %s %s failed", method, resource)
             return self._internal_error(start_response, e, resource, request_id, method)
-        start_response(captured["status"], captured["headers"] + [("x-amz-request-id", request_id)])
+        start_response(status, headers + [("x-amz-request-id", request_id)])
         return body
+
+    def _call_moto(self, environ: dict) -> tuple[str, list, list[bytes]]:
+        """moto's answer to a request: (status line, headers, body pieces)."""
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list, exc_info: Any = None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None  # moto (Flask) never uses write()
+
+        body = self._moto_app(environ, capture)
+        try:
+            pieces = list(body)  # moto's bodies are XML or empty: object bytes never go through moto
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return captured["status"], list(captured["headers"]), pieces
 
     @staticmethod
     def _internal_error(start_response: Callable, e: Exception, resource: str, request_id: str,
@@ -297,6 +273,7 @@ class S3Gateway:
 
     @staticmethod
     def _completes_object(method: str, query: dict) -> bool:
+        """Whether a request stores a whole object (PutObject, CopyObject, CompleteMultipartUpload)."""
         if method == "PUT":
             return not (_PUT_SUBRESOURCES & query.keys())
         return method == "POST" and "uploadId" in query
@@ -467,108 +444,24 @@ class S3Gateway:
             except ValueError:
                 raise S3Error("InvalidArgument", f"Invalid Content-Length {size!r}.", 400) from None
             if proposed > self.max_object_bytes:
-                raise _too_large(proposed, self.max_object_bytes)
+                raise too_large(proposed, self.max_object_bytes)
         elif method == "POST" and key and "uploadId" in query:
-            multipart = self.bucket.multiparts.get(query["uploadId"])
+            multipart = s3_moto.multipart(self.bucket, query["uploadId"])
             if multipart is not None:
-                total = sum(part.size for part in list(multipart.parts.values()))
+                total = s3_moto.parts_total(multipart)
                 if total > self.max_object_bytes:
-                    raise _too_large(total, self.max_object_bytes)
-
-    # ------------------------------------------------------------------ multipart completion, streaming
-    def _complete_multipart(self, environ: dict, key: str, upload_id: str) -> tuple[list, bytes] | None:
-        """CompleteMultipartUpload without holding the object in memory, or None to let moto answer.
-
-        moto concatenates the parts into one bytes object (and copies it twice more), so a 1 GB upload
-        costs gigabytes of RAM. For a well-formed request we copy the parts' spooled buffers into the
-        new object's buffer chunk by chunk instead, with moto's own classes; anything unusual (unknown
-        upload, wrong ETag or order, part too small, bad XML) goes to moto, which answers the exact
-        S3 error. Not reproduced: the full-object checksum moto computes for x-amz-checksum-* uploads.
-        """
-        from moto.s3.models import FakeKey
-        from moto.settings import S3_UPLOAD_PART_MIN_SIZE
-
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 < length <= 1 << 22:  # a CompleteMultipartUpload body is a short XML list
-            return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again if it answers instead
-        bucket = self.bucket
-        multipart = bucket.multiparts.get(upload_id)
-        if multipart is None or multipart.key_name != key:
-            return None
-        try:
-            root = ET.fromstring(body)
-            listed = [(int(p.findtext("{*}PartNumber") or p.findtext("PartNumber")),
-                       (p.findtext("{*}ETag") or p.findtext("ETag") or "").strip().strip('"'))
-                      for p in root.iter() if p.tag.rsplit("}", 1)[-1] == "Part"]
-        except (ET.ParseError, TypeError, ValueError):
-            return None
-        numbers = [n for n, _ in listed]
-        if not listed or numbers != sorted(set(numbers)):
-            return None
-        parts = []
-        for n, etag in listed:
-            part = multipart.parts.get(n)
-            if part is None or part.etag.strip('"') != etag:
-                return None
-            parts.append(part)
-        if any(p.contentsize < S3_UPLOAD_PART_MIN_SIZE for p in parts[:-1]):
-            return None
-        md5s = b"".join(bytes.fromhex(p.etag.strip('"')) for p in parts)
-        etag = f"{hashlib.md5(md5s).hexdigest()}-{len(parts)}"
-        obj = FakeKey(name=key, value=b"", account_id=self.account_id, region_name="us-east-1",
-                      storage=multipart.storage, etag=etag, bucket_name=IMPORT_BUCKET,
-                      encryption=multipart.sse_encryption, kms_key_id=multipart.kms_key_id)
-        with obj.lock:
-            out = obj._value_buffer
-            size = 0
-            for part in parts:
-                with part.lock:
-                    part._value_buffer.seek(0)
-                    while chunk := part._value_buffer.read(1 << 20):
-                        out.write(chunk)
-                        size += len(chunk)
-            obj.contentsize = size
-        metadata = dict(multipart.metadata)
-        metadata.pop("x-amz-checksum-algorithm", None)
-        metadata.pop("x-amz-checksum-type", None)
-        obj.set_metadata(metadata)
-        if multipart.acl is not None:
-            obj.set_acl(multipart.acl)
-        if multipart.tags:
-            self._backend.put_object_tagging(obj, multipart.tags)
-        bucket.keys.setlist(key, [obj])
-        del bucket.multiparts[upload_id]
-        multipart.dispose()
-        host = environ.get("HTTP_HOST", "")
-        xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult '
-               f'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Location>http://{escape(host)}/{IMPORT_BUCKET}/'
-               f"{escape(quote(key))}</Location><Bucket>{IMPORT_BUCKET}</Bucket><Key>{escape(key)}</Key>"
-               f"<ETag>&quot;{etag}&quot;</ETag></CompleteMultipartUploadResult>").encode()
-        return [("Content-Type", "application/xml"), ("Content-Length", str(len(xml)))], xml
+                    raise too_large(total, self.max_object_bytes)
 
     # ------------------------------------------------------------------ completion -> upload
-    def _object_completed(self, target: dict, key: str, previous: Any) -> None:
-        """Spool the object moto now holds and queue it as an upload (before the client hears 200)."""
-        fake_key = self._backend.get_object(IMPORT_BUCKET, key)
-        if fake_key is None:
-            raise RuntimeError(f"moto answered 200 but has no object {key!r}")
-        # Read moto's spooled buffer in chunks under the key's lock, never the whole ``value``.
-        with fake_key.lock:
-            buffer = fake_key._value_buffer
-            buffer.seek(0)
-            spool, size = self.ingestor.spool(buffer)
-        # moto keeps the parts of a completed multipart upload alive next to the assembled object, and
-        # an overwritten object alive forever (its instance tracker): release their buffers now.
-        if getattr(fake_key, "multipart", None) is not None:
-            fake_key.multipart.dispose()
-            fake_key.multipart = None
-        if previous is not None and previous is not fake_key:
-            _dispose(previous)
+    def _object_completed(self, target: dict | None, key: str, obj: Any) -> None:
+        """Queue a stored object as an upload (before the client hears 200).
+
+        The ingest gets its own name for the object's file (a hard link): no copy, and the bytes stay
+        on disk until both the object and the upload are done with them.
+        """
+        if target is None:
+            return
+        spool, size = self.ingestor.spool_link(s3_moto.buffer_of(obj))
         self.ingestor.enqueue(target["account_id"], target["dcp_service_id"], target["id"], key, spool, size)
 
     # ------------------------------------------------------------------ errors
@@ -583,15 +476,10 @@ class S3Gateway:
                   500: "Internal Server Error"}.get(err.status, "Error")
         headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
                    ("Content-Length", str(len(body)))]
-        if err.code in ("EntityTooLarge", "MissingContentLength"):
-            headers.append(("Connection", "close"))  # the (possibly huge or unbounded) body is not read
+        if err.code in ("EntityTooLarge", "MissingContentLength", "IncompleteBody", "InternalError"):
+            headers.append(("Connection", "close"))  # the (possibly huge or unbounded) body was not read whole
         start_response(f"{err.status} {reason}", headers)
         return [] if method == "HEAD" else [body]
-
-
-def _too_large(proposed: int, limit: int) -> S3Error:
-    return S3Error("EntityTooLarge", f"Your proposed upload ({proposed} bytes) exceeds the maximum allowed object "
-                   f"size of {limit} bytes.", 400, ProposedSize=proposed, MaxSizeAllowed=limit)
 
 
 def _carries_object_bytes(query: dict, environ: dict) -> bool:
@@ -608,13 +496,6 @@ def _check_expiry(timestamp: str, seconds: int, now: _dt.datetime) -> None:
         raise _denied(f"Malformed X-Amz-Date {timestamp!r}.") from None
     if now > signed_at + _dt.timedelta(seconds=seconds):
         raise _denied(f"Request has expired: the presigned URL was valid for {seconds} s from {timestamp}.")
-
-
-def _dispose(fake_key: Any) -> None:
-    try:
-        fake_key.dispose()
-    except OSError:  # disposing only closes buffers; a failure there must not fail the request
-        log.debug("could not dispose of an S3 object buffer", exc_info=True)
 
 
 def _drain(environ: dict) -> None:

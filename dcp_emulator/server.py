@@ -73,7 +73,8 @@ class _EnvelopeErrorTask(ErrorTask):
                                         "HTTP_AUTHORIZATION": headers.get("AUTHORIZATION", "")})
 
     def _s3_too_large(self) -> None:
-        from .s3 import S3Gateway, _too_large
+        from .s3 import S3Gateway
+        from .s3_body import too_large
 
         limit = self.channel.server.dcp_max_object_bytes
         try:
@@ -85,7 +86,7 @@ class _EnvelopeErrorTask(ErrorTask):
             self.status = status
             self.response_headers.extend(headers)
 
-        body = b"".join(S3Gateway._error(start_response, _too_large(proposed, limit), self.request.path or "/",
+        body = b"".join(S3Gateway._error(start_response, too_large(proposed, limit), self.request.path or "/",
                                          uuid.uuid4().hex[:16].upper(), self.request.command))
         self.complete = True
         self.set_close_on_finish()
