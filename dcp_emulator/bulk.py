@@ -93,6 +93,11 @@ def install(app: Any, emulator: Any) -> LazyGateway:
     config = emulator.config
     ingestor = Ingestor(emulator.store, db_path=config.db, batch_rows=config.ingest_batch_rows,
                         error_limit=config.upload_error_limit)
+    # Object buffers a killed process left in the spool directory go now, as the gateway would at its
+    # start (it may never be built in this run); a light import, unlike the gateway's.
+    from .s3_body import BufferDir
+
+    BufferDir(ingestor.spool_dir)
 
     def build() -> Any:
         from .s3 import S3Gateway
