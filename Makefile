@@ -35,7 +35,8 @@ test: install
 lint: install
 	$(BIN)/ruff check dcp_emulator tests bench
 
-# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset, memory soak).
+# Print the performance figures (ingest rows/s vs floor, RSS growth, fixture start-up and reset, memory soak,
+# profile API throughput next to a bare Flask app): see docs/performance.md.
 bench: install
 	$(BIN)/python bench/run.py
 

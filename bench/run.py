@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-BENCHES = ["ingest.py", "receive.py", "fixture.py", "soak.py", "ui.py"]  # each prints its own figures
+BENCHES = ["ingest.py", "receive.py", "fixture.py", "soak.py", "ui.py", "api.py"]  # each prints its own figures
 
 
 def main() -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,7 @@ from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
 from .faults import Faults
 from .journal import Journal
-from .seed import apply_seed, load_seed_file
+from .rules import LazyBuilderRule
 from .store import Snapshot, Store
 from .tempfiles import remove_leftovers
 
@@ -67,6 +69,10 @@ class Emulator:
         self.add_readiness_check("seed", lambda: (True, self.seed_status))
 
     def _apply_startup_seeds(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        from .seed import load_seed_file  # seeds need PyYAML: imported when there is one (faster start-up)
+
         applied = []
         for path in paths:
             counts = self.apply_seed(load_seed_file(path), source=path)
@@ -76,6 +82,8 @@ class Emulator:
 
     def apply_seed(self, seed: Any, source: str = "<seed>") -> dict[str, int]:
         """Add a parsed seed's state atomically (SeedError names the problem); returns what it created."""
+        from .seed import apply_seed
+
         return apply_seed(self.store, seed, source=source, default_account_id=DEFAULT_ACCOUNT_ID)
 
     def mark_started(self) -> None:
@@ -239,6 +247,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config()
     config.validate()
     app = Flask("dcp_emulator", static_folder=None)  # no /static route: every path is API or 404
+    app.url_rule_class = LazyBuilderRule  # 40 ms less per app: URL builders compiled only if ever used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
@@ -257,7 +266,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     app.register_blueprint(ui_bp, url_prefix="/_emulator/ui")  # the web dashboard
 
-    from .s3 import install as install_bulk_import
+    from .bulk import install as install_bulk_import
 
     install_bulk_import(app, emulator)  # S3 endpoint on this app's port, ingest worker, /_emulator/uploads
 
@@ -265,9 +274,11 @@ def create_app(config: Config | None = None) -> Flask:
 
     install_oauth(app, emulator)  # /oauth2/authorize, /oauth2/token, /_emulator/oauth/..., /_emulator/clock
 
+    new_request_id = request_id_source()
+
     @app.before_request
     def _request_id() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        g.request_id = request.headers.get("X-Request-Id") or new_request_id()
 
     from . import faults, journal
 
@@ -311,6 +322,14 @@ def create_app(config: Config | None = None) -> Flask:
     # Last: every part has created its tables by now, so the snapshot that reset() restores holds them.
     emulator.mark_started()
     return app
+
+
+def request_id_source() -> Callable[[], str]:
+    """New request ids shaped like ``uuid4().hex`` (32 hex digits), unique per app: a random prefix and a
+    counter. ``uuid4()`` cost ~10 us per request (os.urandom and a UUID object); ids must be unique, not secret."""
+    prefix = secrets.token_hex(10)
+    counter = itertools.count()
+    return lambda: f"{prefix}{next(counter):012x}"
 
 
 _HTTP_MESSAGES = {

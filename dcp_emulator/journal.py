@@ -2,6 +2,10 @@
 
 Bounded (``config.journal_size`` entries, oldest dropped) so a long soak never grows memory without
 limit, and thread-safe (the server is threaded). The control plane (/_emulator/) is not recorded.
+
+Recording is on every API request's path, so it keeps only raw parts (a ``Recorded``: header pairs,
+body bytes cut to what an entry can show); headers are lower-cased and bodies decoded and parsed
+when someone reads the journal, once per entry.
 """
 
 from __future__ import annotations
@@ -17,12 +21,18 @@ from typing import Any
 
 import re2
 from flask import Flask, Response, g, request
+from werkzeug.datastructures import EnvironHeaders
 
 from .auth import presented_token
+from .clock import format_timestamp
 from .errors import InvalidField
 
 BODY_LIMIT = 4096  # characters of each request/response body kept in an entry
 _CAPTURE_LIMIT = 64 * 1024  # larger request bodies (S3 uploads) are not read back for the journal
+# Bytes of a body kept: a UTF-8 character is at most 4 bytes, so this prefix decodes to more than
+# BODY_LIMIT characters exactly as the whole body would, and a longer body is truncated for sure.
+_KEEP_BYTES = 4 * BODY_LIMIT + 4
+_HEADER_KEYS = ("CONTENT_TYPE", "CONTENT_LENGTH")  # the environ keys besides HTTP_* that are headers
 
 
 def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, Any, bool]:
@@ -43,20 +53,70 @@ def _body(raw: bytes, content_length: int | None = None) -> tuple[str | None, An
     return text, parsed, False
 
 
+class Recorded:
+    """One request as the hot path records it (raw parts); ``entry()`` builds the journal's dict once."""
+
+    __slots__ = ("_entry", "environ_headers", "fields", "id", "request_raw", "response_raw")
+
+    def __init__(self, fields: dict, environ_headers: dict, request_raw: bytes | str, response_raw: bytes | str):
+        self.id: int | None = None
+        self.fields = fields  # timestamp (a datetime) ... account_id, and fault: the entry's plain fields
+        self.environ_headers = environ_headers
+        self.request_raw, self.response_raw = request_raw, response_raw  # bytes, or a "not captured" text
+        self._entry: dict | None = None
+
+    def entry(self) -> dict:
+        """The entry as GET /_emulator/requests lists it."""
+        if self._entry is None:
+            req_text, req_json, req_cut = _kept_body(self.request_raw)
+            resp_text, resp_json, resp_cut = _kept_body(self.response_raw)
+            fields = dict(self.fields)
+            fields["timestamp"] = format_timestamp(fields["timestamp"])
+            fault = fields.pop("fault")
+            self._entry = {
+                **fields,
+                "headers": {k.lower(): v for k, v in EnvironHeaders(self.environ_headers).items()},
+                "request_body": req_text, "request_json": None if req_cut else req_json, "request_truncated": req_cut,
+                "response_body": resp_text, "response_json": None if resp_cut else resp_json,
+                "response_truncated": resp_cut, "fault": fault, "id": self.id,
+            }
+        return self._entry
+
+
+def _kept(raw: bytes) -> bytes:
+    """What a Recorded keeps of a body: all of it, or a prefix that still shows as the whole would."""
+    return raw if len(raw) <= _KEEP_BYTES else raw[:_KEEP_BYTES + 1]
+
+
+def _kept_body(kept: bytes | str) -> tuple[str | None, Any, bool]:
+    if isinstance(kept, str):  # a body that was not captured
+        return kept, None, True
+    if len(kept) > _KEEP_BYTES:
+        return kept[:_KEEP_BYTES].decode("utf-8", errors="replace")[:BODY_LIMIT], None, True
+    return _body(kept)
+
+
+def _entry(item: dict | Recorded) -> dict:
+    return item if isinstance(item, dict) else item.entry()
+
+
 class Journal:
     """A bounded, thread-safe list of request entries (dicts), oldest first."""
 
     def __init__(self, maxlen: int = 1000):
         self.maxlen = max(1, int(maxlen))
-        self._entries: collections.deque[dict] = collections.deque(maxlen=self.maxlen)
+        self._entries: collections.deque[dict | Recorded] = collections.deque(maxlen=self.maxlen)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.dropped = 0
 
-    def record(self, entry: dict) -> dict:
+    def record(self, entry: dict | Recorded) -> dict | Recorded:
         """Append an entry (gives it an increasing ``id``); the oldest is dropped when full."""
         with self._lock:
-            entry["id"] = next(self._ids)
+            if isinstance(entry, Recorded):
+                entry.id = next(self._ids)
+            else:
+                entry["id"] = next(self._ids)
             if len(self._entries) == self.maxlen:
                 self.dropped += 1
             self._entries.append(entry)
@@ -83,6 +143,7 @@ class Journal:
         header_tests = [_header_test(h) for h in headers]
         with self._lock:
             snapshot = list(self._entries)
+        snapshot = [_entry(e) for e in snapshot]
         out = [e for e in snapshot
                if (method is None or e["method"] == method.upper())
                and (path_re is None or path_re.search(e["path"]))
@@ -163,43 +224,41 @@ def install(app: Flask, emulator) -> None:
 
     @app.after_request
     def _journal_record(response: Response) -> Response:
-        if not is_recorded(request.path):
+        req, ctx = request._get_current_object(), g._get_current_object()  # one proxy lookup each, not twenty
+        if not is_recorded(req.path):
             return response
         try:
-            length = request.content_length
+            environ = req.environ
+            length = req.content_length
+            raw_request: bytes | str
             if length and length > _CAPTURE_LIMIT:
-                req_text, req_json, req_cut = _body(b"", length)
+                raw_request = _body(b"", length)[0]
+            elif not length and "HTTP_TRANSFER_ENCODING" not in environ:
+                raw_request = b""  # no Content-Length and no Transfer-Encoding: HTTP says there is no body
             else:
                 try:
-                    raw_request = request.get_data(cache=True)
+                    raw_request = _kept(req.get_data(cache=True))
                 except Exception:  # noqa: BLE001 - e.g. a body over the size limit: still worth an entry
                     raw_request = b"<body not captured>"
-                req_text, req_json, req_cut = _body(raw_request)
             if response.is_streamed or response.direct_passthrough:
-                resp_text, resp_json, resp_cut = "<streamed body, not captured>", None, True
+                raw_response: bytes | str = "<streamed body, not captured>"
             else:
-                resp_text, resp_json, resp_cut = _body(response.get_data())
+                raw_response = _kept(response.get_data())
             kind, account = _caller(emulator)
-            started = g.get("journal_started", time.perf_counter())
-            emulator.journal.record({
-                "timestamp": emulator.store.now(),  # the emulator's clock, as token expiry
-                "method": request.method,
-                "path": request.path,
-                "query": request.query_string.decode("latin-1"),
+            started = ctx.get("journal_started", time.perf_counter())
+            emulator.journal.record(Recorded({
+                "timestamp": emulator.store.clock.now(),  # the emulator's clock (formatted when read)
+                "method": req.method,
+                "path": req.path,
+                "query": req.query_string.decode("latin-1"),
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "request_id": g.get("request_id"),
+                "request_id": ctx.get("request_id"),
                 "token_kind": kind,
                 "account_id": account,
-                "headers": {k.lower(): v for k, v in request.headers.items()},
-                "request_body": req_text,
-                "request_json": None if req_cut else req_json,
-                "request_truncated": req_cut,
-                "response_body": resp_text,
-                "response_json": None if resp_cut else resp_json,
-                "response_truncated": resp_cut,
-                "fault": g.get("fault_rule_id"),
-            })
+                "fault": ctx.get("fault_rule_id"),
+            }, {k: v for k, v in environ.items() if k[:5] == "HTTP_" or k in _HEADER_KEYS}, raw_request,
+                raw_response))
         except Exception:  # recording is best effort; it never changes the answer
             app.logger.exception("could not journal %s %s", request.method, request.path)
         return response

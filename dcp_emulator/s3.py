@@ -39,6 +39,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from . import s3_moto
+from .bulk import IMPORT_BUCKET, OWN_PREFIXES
 from .ingest import Ingestor
 from .s3_body import BufferDir, too_large
 from .s3_errors import S3Error
@@ -60,10 +61,6 @@ from .store import Store
 
 log = logging.getLogger("dcp_emulator.s3")
 
-IMPORT_BUCKET = "optimizely-import"
-# Paths that always belong to the emulator's own APIs, never to S3 (an S3 client could never send them
-# for our only bucket anyway).
-OWN_PREFIXES = ("/experiment/", "/api/", "/_emulator/", "/oauth2/")
 # Query parameters that make a PUT on a key something other than writing the object's bytes.
 _PUT_SUBRESOURCES = {"partNumber", "uploadId", "acl", "tagging", "retention", "legal-hold", "restore"}
 _TABLE_KEY_RE = re.compile(r"dcp/([0-9]+)/([0-9]+)/(.+)\Z", re.DOTALL)
@@ -516,23 +513,3 @@ def _drain(environ: dict) -> None:
             break
         length -= len(chunk)
 
-
-def install(app: Any, emulator: Any) -> S3Gateway:
-    """Give an emulator its bulk import: ingest worker, S3 endpoint on the app's port, upload endpoints."""
-    from .api.uploads import bp as uploads_bp
-
-    config = emulator.config
-    ingestor = Ingestor(emulator.store, db_path=config.db, batch_rows=config.ingest_batch_rows,
-                        error_limit=config.upload_error_limit)
-    gateway = S3Gateway(emulator.store, ingestor, config.max_object_bytes)
-    emulator.ingestor, emulator.s3 = ingestor, gateway
-    emulator.add_close_hook(ingestor.close)  # close hooks run in reverse: S3 stops first, then the worker
-    emulator.add_close_hook(gateway.close)
-    emulator.add_reset_hook(gateway.reset)
-    emulator.add_reset_hook(ingestor.reset)
-    emulator.add_readiness_check("s3", gateway.readiness)
-    emulator.add_readiness_check("ingest", ingestor.readiness)
-    app.register_blueprint(uploads_bp, url_prefix="/_emulator")
-    app.wsgi_app = gateway.middleware(app.wsgi_app)
-    ingestor.start()
-    return gateway

@@ -24,10 +24,9 @@ from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
 
 from .app import create_app
+from .bulk import IMPORT_BUCKET
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError
-from .s3 import IMPORT_BUCKET, S3Gateway
-from .s3_body import too_large
 
 # Sockets kept free for the database, spooled bodies and the ingest worker when the connection limit
 # is derived from the process's file-descriptor limit.
@@ -65,6 +64,8 @@ class _EnvelopeErrorTask(ErrorTask):
         _write_envelope(self, error.code, error.reason, f"{error.reason}: {error.body.rstrip('.')}.")
 
     def _is_s3_request(self) -> bool:
+        from .s3 import S3Gateway  # botocore is imported on first need, not when serving starts
+
         request = self.request
         headers = request.headers
         return S3Gateway.is_s3_request({"PATH_INFO": request.path or "/", "QUERY_STRING": request.query or "",
@@ -72,6 +73,9 @@ class _EnvelopeErrorTask(ErrorTask):
                                         "HTTP_AUTHORIZATION": headers.get("AUTHORIZATION", "")})
 
     def _s3_too_large(self) -> None:
+        from .s3 import S3Gateway
+        from .s3_body import too_large
+
         limit = self.channel.server.dcp_max_object_bytes
         try:
             proposed = int(self.request.headers.get("CONTENT_LENGTH", ""))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import itertools
@@ -27,7 +28,7 @@ import sqlite3
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlite_utils
@@ -130,6 +131,7 @@ def from_column(datatype: str, value: Any) -> Any:
 
 
 _MAX_UNION = 400  # SQLite allows 500 terms in one compound SELECT
+_STATEMENT_CACHE = 1024  # prepared statements kept per connection (sqlite3's default of 128 is ~6 per table)
 MAX_CUSTOMER_ID_LENGTH = 1024  # the same bound for the profile API, seeds and bulk uploads
 MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
@@ -149,6 +151,23 @@ def aws_key_pair(kind: str, entity_id: int, salt: str = "") -> tuple[str, str]:
     access = "AKIA" + base64.b32encode(digest[:10]).decode()[:16]
     secret = base64.b64encode(hashlib.sha256(digest).digest()).decode()[:40].replace("/", "x").replace("+", "y")
     return access, secret
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What the profile hot paths need to know about one table's storage, cached by the store until an
+    attribute or the profile table changes (so a read or a write costs its own SQL only)."""
+
+    columns: frozenset[str]  # the profile table's columns; empty when it does not exist (yet)
+    attributes: list[dict]  # the active attribute rows, in id order
+    kinds: dict[str, str]  # every attribute id (archived ones too) -> its datatype
+    visible: list[tuple[str, str]]  # (name, datatype) of the active attributes that have a column, id order
+    select: str  # "customer_id, a1, a2, ..." : those columns, as SELECTed or RETURNed
+
+    def to_data(self, row: tuple) -> dict:
+        """A profile row fetched with ``select`` as the API's data ({name: typed value}, unset left out)."""
+        return {name: from_column(datatype, value)
+                for (name, datatype), value in zip(self.visible, row[1:]) if value is not None}
 
 
 class Snapshot:
@@ -197,12 +216,14 @@ class Store:
         self.lock = threading.RLock()
         self._view_deferred = self._view_stale = False
         self._pending_tables: set[int] = set()
+        self._layouts: dict[int, _Layout] = {}  # per table id; see _layout()
         if path:
-            conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(path, check_same_thread=False, timeout=30, cached_statements=_STATEMENT_CACHE)
         else:
             # A private in-memory database per store: several emulators can live in one process.
-            conn = sqlite3.connect(f"file:dcp-{uuid.uuid4().hex}?mode=memory", uri=True, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
+            conn = sqlite3.connect(f"file:dcp-{uuid.uuid4().hex}?mode=memory", uri=True, check_same_thread=False,
+                                   cached_statements=_STATEMENT_CACHE)
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)  # no entry-point scan per store
         if path:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -222,8 +243,13 @@ class Store:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
         """Hold the store lock and run the block as one transaction (rolled back on any error)."""
-        with self.lock, self.db.atomic():
-            yield self.db
+        with self.lock:
+            try:
+                with self.db.atomic():
+                    yield self.db
+            except BaseException:
+                self._layouts.clear()  # layouts cached inside the rolled-back block may describe undone changes
+                raise
 
     def _one(self, sql: str, params: tuple = ()) -> dict | None:
         rows = self._all(sql, params)
@@ -235,7 +261,10 @@ class Store:
         if any(_is_int(p) and not _SQLITE_MIN <= p <= _SQLITE_MAX for p in params):
             return []
         with self.lock:
-            return list(self.db.query(sql, params))
+            # Plain sqlite3: sqlite-utils' query() wraps every read in a SAVEPOINT, 2-3x the cost of the read.
+            cur = self.db.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row)) for row in cur]
 
     def next_id(self, given: Any = None) -> int:
         """A new entity id (one sequence for all types), or the given one, reserving it."""
@@ -264,6 +293,7 @@ class Store:
                 db.execute(f"DROP TABLE {table}")
             for table in STATE_TABLES:
                 db.execute(f"DELETE FROM {table}")
+            self._layouts.clear()
             self._rebuild_profiles_view()
 
     # ------------------------------------------------------------------ profile storage
@@ -288,11 +318,12 @@ class Store:
         attrs = self.db.execute("SELECT id, datatype, format FROM attributes WHERE dcp_datasource_id = ? ORDER BY id",
                                 (datasource_id,)).fetchall()
         wanted = [(value_column(aid), column_decl(datatype, fmt)) for aid, datatype, fmt in attrs]
+        if columns and all(name in columns for name, _ in wanted):
+            return
+        self._layouts.pop(datasource_id, None)
         if not columns:
             decls = "".join(f", {name} {decl}" for name, decl in wanted)
             self.db.execute(f"CREATE TABLE {table} (customer_id TEXT PRIMARY KEY NOT NULL{decls}) WITHOUT ROWID")
-        elif all(name in columns for name, _ in wanted):
-            return
         else:
             for name, decl in wanted:
                 if name not in columns:
@@ -400,30 +431,56 @@ class Store:
     def upsert_profiles(self, datasource_id: int, patches: list[tuple[str, dict]]) -> None:
         """Merge validated patches (see ``profile_patch``) into a table's profiles, in one transaction."""
         with self.transaction():
-            self._sync_profile_table(datasource_id, now=True)
-            kinds = {str(r[0]): r[1] for r in self.db.execute(
-                "SELECT id, datatype FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,))}
-            self._upsert_profiles(datasource_id, patches, kinds)
+            layout = self._writable_layout(datasource_id, {k for _, patch in patches for k in patch})
+            self._upsert_profiles(datasource_id, patches, layout.kinds)
 
-    def _stored_profile(self, datasource_id: int, customer_id: str, attributes: list[dict]) -> dict | None:
+    def _layout(self, datasource_id: int) -> _Layout:
+        """The table's cached layout (call with the lock held). Every change of its attributes or of its
+        profile table clears the cache in the transaction making it, and a rollback clears it again."""
+        layout = self._layouts.get(datasource_id)
+        if layout is None:
+            columns = frozenset(self._table_columns(profile_table(datasource_id)))
+            rows = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
+            active = [r for r in rows if not r["archived"]]
+            shown = [a for a in active if value_column(a["id"]) in columns]
+            layout = _Layout(columns=columns, attributes=active, kinds={str(r["id"]): r["datatype"] for r in rows},
+                             visible=[(a["name"], a["datatype"]) for a in shown],
+                             select=", ".join(["customer_id"] + [value_column(a["id"]) for a in shown]))
+            self._layouts[datasource_id] = layout
+        return layout
+
+    def _writable_layout(self, datasource_id: int, attribute_ids: Iterable[str]) -> _Layout:
+        """The layout once the profile table has a column for each given attribute (a seed defers them)."""
+        layout = self._layout(datasource_id)
+        if not layout.columns or any(value_column(k) not in layout.columns for k in attribute_ids):
+            self._sync_profile_table(datasource_id, now=True)
+            layout = self._layout(datasource_id)
+        return layout
+
+    def _stored_profile(self, datasource_id: int, customer_id: str) -> dict | None:
         """The visible stored values ({name: typed value}) of one profile, or None when there is none."""
-        table = profile_table(datasource_id)
         with self.lock:
-            columns = self._table_columns(table)
-            if not columns:
+            layout = self._layout(datasource_id)
+            if not layout.columns:
                 return None
-            cur = self.db.execute(f"SELECT * FROM {table} WHERE customer_id = ?", (customer_id,))
-            row = cur.fetchone()
-            if row is None:
-                return None
-            names = [d[0] for d in cur.description]
-        stored = dict(zip(names, row))
-        out = {}
-        for a in attributes:
-            value = stored.get(value_column(a["id"]))
-            if value is not None:
-                out[a["name"]] = from_column(a["datatype"], value)
-        return out
+            row = self.db.conn.execute(f"SELECT {layout.select} FROM {profile_table(datasource_id)} "
+                                       "WHERE customer_id = ?", (customer_id,)).fetchone()
+        return None if row is None else layout.to_data(row)
+
+    def _merge_profile(self, datasource_id: int, customer_id: str, patch: dict) -> dict:
+        """Merge one validated patch into a profile and return its visible values as merged, in the same
+        statement (``RETURNING``): nothing else can write between the two, so there is nothing to read back."""
+        layout = self._writable_layout(datasource_id, patch)
+        if not patch:
+            self._upsert_profiles(datasource_id, [(customer_id, patch)], layout.kinds)
+            return self._stored_profile(datasource_id, customer_id) or {}
+        cols = [value_column(k) for k in patch]
+        row = self.db.conn.execute(
+            f"INSERT INTO {profile_table(datasource_id)} (customer_id, {', '.join(cols)}) "
+            f"VALUES (?{', ?' * len(cols)}) ON CONFLICT (customer_id) DO UPDATE SET "
+            f"{', '.join(f'{c} = excluded.{c}' for c in cols)} RETURNING {layout.select}",
+            (customer_id, *(to_column(layout.kinds[k], v) for k, v in patch.items()))).fetchone()
+        return layout.to_data(row)
 
     def stored_profiles(self, datasource_id: int, attributes: list[dict]) -> dict[str, dict]:
         """Every profile of a table, {customer id: {name: typed value}} in customer id order (seed export)."""
@@ -463,6 +520,7 @@ class Store:
             if self.db.conn.in_transaction:  # an implicit transaction left open would block the backup
                 self.db.conn.commit()
             snapshot.conn.backup(self.db.conn)
+            self._layouts.clear()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -780,6 +838,7 @@ class Store:
                 "format": fmt, "description": description, "is_value_public": int(is_public),
                 "archived": int(archived), "created": ts, "last_modified": given.get("last_modified") or ts,
             })
+            self._layouts.pop(datasource_id, None)
             self._sync_profile_table(datasource_id)
         return self.get_attribute(account_id, aid)
 
@@ -810,6 +869,7 @@ class Store:
                                        f"{row['name']!r}.", field="archived")
             db.execute("UPDATE attributes SET description = ?, is_value_public = ?, archived = ?, last_modified = ? "
                        "WHERE id = ?", (description, int(is_public), int(archived), self.now(), attribute_id))
+            self._layouts.pop(row["dcp_datasource_id"], None)
         return self.get_attribute(account_id, attribute_id)
 
     def delete_attribute(self, account_id: int, attribute_id: int) -> None:
@@ -819,11 +879,12 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE attributes SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (self.now(), attribute_id))
+            self._layouts.pop(row["dcp_datasource_id"], None)
 
     def active_attributes(self, datasource_id: int) -> list[dict]:
         """The table's non-archived attribute rows, in id order (for writes, reads and templates)."""
-        return self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? AND archived = 0 ORDER BY id",
-                         (datasource_id,))
+        with self.lock:
+            return [dict(a) for a in self._layout(datasource_id).attributes]
 
     # ------------------------------------------------------------------ projects
     def _project_row(self, account_id: int, project_id: int) -> dict:
@@ -900,11 +961,22 @@ class Store:
 
     # ------------------------------------------------------------------ profiles
     def _profile_target(self, account_id: int, service_id: int, datasource_id: int, write: bool) -> dict:
-        self._service_row(account_id, service_id)
-        ds = self._datasource_row(account_id, datasource_id, service_id=service_id)
+        ds = self._service_datasource(account_id, service_id, datasource_id)
         if write:
             self._check_writable_datasource(ds)
         return ds
+
+    def _service_datasource(self, account_id: int, service_id: int, datasource_id: int) -> dict:
+        """The table's row (with ``service_archived``) in one query, or the NotFound of the service or the table."""
+        in_range = _is_int(datasource_id) and _SQLITE_MIN <= datasource_id <= _SQLITE_MAX
+        row = self._one("SELECT s.archived AS service_archived, d.* FROM dcp_services s LEFT JOIN datasources d "
+                        "ON d.id = ? AND d.dcp_service_id = s.id WHERE s.id = ? AND s.account_id = ?",
+                        (datasource_id if in_range else None, service_id, account_id))
+        if row is None:
+            raise NotFound(f"No DCP service with id {service_id} in this account.")
+        if row["id"] is None:
+            raise NotFound(f"No table (datasource) with id {datasource_id} in DCP service {service_id}.")
+        return row
 
     @staticmethod
     def _profile_out(service_id: int, datasource_id: int, customer_id: str, data: dict) -> dict:
@@ -924,7 +996,7 @@ class Store:
                 raise InvalidField("data must be an object mapping attribute names to values, e.g. "
                                    '{"data": {"ltv": 12.5}}.', field="data")
             _check_customer_id(customer_id)
-            attributes = self.active_attributes(datasource_id)
+            attributes = self._layout(datasource_id).attributes
             try:
                 patch = profile_patch(attributes, data)
             except PatchError as e:
@@ -934,8 +1006,8 @@ class Store:
                                        field=e.key) from None
                 raise InvalidField(f"Invalid value for attribute {e.key!r} ({_describe(e.attribute)}): "
                                    f"{e.reason}.", field=e.key) from None
-            self.upsert_profiles(datasource_id, [(customer_id, patch)])
-            return self.read_profile(account_id, service_id, datasource_id, customer_id)
+            return self._profile_out(service_id, datasource_id, customer_id,
+                                     self._merge_profile(datasource_id, customer_id, patch))
 
     def _unknown_attribute_message(self, datasource_id: int, key: str, names: list[str]) -> str:
         archived = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND archived = 1",
@@ -950,16 +1022,16 @@ class Store:
 
     def read_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str) -> dict:
         """GET customer_profile/...: the stored values, typed, archived attributes left out."""
-        self._profile_target(account_id, service_id, datasource_id, write=False)
-        data = self._stored_profile(datasource_id, customer_id, self.active_attributes(datasource_id))
+        with self.lock:  # the table checked and its profile read in one consistent state
+            self._profile_target(account_id, service_id, datasource_id, write=False)
+            data = self._stored_profile(datasource_id, customer_id)
         if data is None:
             raise NotFound(f"No profile for customer {customer_id!r} in table {datasource_id}.")
         return self._profile_out(service_id, datasource_id, customer_id, data)
 
     # ------------------------------------------------------------------ aliases
     def _optimizely_table(self, account_id: int, service_id: int, datasource_id: int) -> dict:
-        self._service_row(account_id, service_id)
-        ds = self._datasource_row(account_id, datasource_id, service_id=service_id)
+        ds = self._service_datasource(account_id, service_id, datasource_id)
         if not ds["is_optimizely"]:
             opt = self._one("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1", (service_id,))
             raise InvalidField(f"Table {datasource_id} is not the Optimizely table of DCP service {service_id}; "
@@ -970,14 +1042,19 @@ class Store:
     def write_alias(self, account_id: int, service_id: int, optimizely_table_id: int, user_id: str,
                     data: Any) -> dict:
         """POST alias/...: link customer ids of other tables to an Optimizely user id."""
+        with self.transaction():  # checked, written and answered in one consistent state
+            return self._write_alias(account_id, service_id, optimizely_table_id, user_id, data)
+
+    def _write_alias(self, account_id: int, service_id: int, optimizely_table_id: int, user_id: str,
+                     data: Any) -> dict:
         ds = self._optimizely_table(account_id, service_id, optimizely_table_id)
         self._check_writable_datasource(ds)
         _check_customer_id(user_id)
         if not isinstance(data, dict):
             raise InvalidField('data must be an object mapping table ids to customer ids, e.g. {"data": {"678": '
                                '"cust-1"}}.', field="data")
-        tables = {str(r["id"]): r for r in self._all("SELECT * FROM datasources WHERE dcp_service_id = ?",
-                                                      (service_id,))}
+        tables = {str(r["id"]): r for r in self._all("SELECT id, is_optimizely, archived FROM datasources "
+                                                      "WHERE dcp_service_id = ?", (service_id,))}
         changes: list[tuple[int, str | None]] = []
         for key, customer_id in data.items():
             table = tables.get(str(key))
@@ -995,20 +1072,21 @@ class Store:
                     raise InvalidField(f"The customer id for table {key} must be a non-empty string (or null to "
                                        "remove the alias).", field=str(key))
             changes.append((table["id"], customer_id))
-        with self.transaction() as db:
-            for table_id, customer_id in changes:
-                if customer_id is None:
-                    db.execute("DELETE FROM aliases WHERE dcp_service_id = ? AND optimizely_user_id = ? AND "
-                               "datasource_id = ?", (service_id, user_id, table_id))
-                else:
-                    db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?)",
-                               (service_id, user_id, table_id, customer_id))
+        db = self.db.conn  # inside write_alias's transaction
+        for table_id, customer_id in changes:
+            if customer_id is None:
+                db.execute("DELETE FROM aliases WHERE dcp_service_id = ? AND optimizely_user_id = ? AND "
+                           "datasource_id = ?", (service_id, user_id, table_id))
+            else:
+                db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?, ?)",
+                           (service_id, user_id, table_id, customer_id))
         return self._alias_out(service_id, optimizely_table_id, user_id)
 
     def read_alias(self, account_id: int, service_id: int, optimizely_table_id: int, user_id: str) -> dict:
         """GET alias/...: the user's aliases; an unknown user is 404."""
-        self._optimizely_table(account_id, service_id, optimizely_table_id)
-        out = self._alias_out(service_id, optimizely_table_id, user_id)
+        with self.lock:
+            self._optimizely_table(account_id, service_id, optimizely_table_id)
+            out = self._alias_out(service_id, optimizely_table_id, user_id)
         if not out["data"]:
             raise NotFound(f"No aliases for Optimizely user {user_id!r} in DCP service {service_id}.")
         return out
@@ -1021,22 +1099,34 @@ class Store:
 
     def consolidated_view(self, account_id: int, service_id: int, user_id: str,
                           optimizely_table_id: int | None = None) -> list[dict]:
-        """GET consolidatedCustomerView/...: the Optimizely profile plus every aliased profile with data."""
-        self._service_row(account_id, service_id)
-        if optimizely_table_id is None:
-            opt = self._one("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1", (service_id,))
-            if opt is None:  # only a hand-made database lacks it; no Optimizely table means no view
-                return []
-            optimizely_table_id = opt["id"]
-        else:
+        """GET consolidatedCustomerView/...: the Optimizely profile plus every aliased profile with data.
+
+        One query finds the service, its Optimizely table and the user's aliases; then one point read per
+        table (layouts are cached), all under the lock so the view is one consistent state.
+        """
+        with self.lock:
+            return self._consolidated_view(account_id, service_id, user_id, optimizely_table_id)
+
+    def _consolidated_view(self, account_id: int, service_id: int, user_id: str,
+                           optimizely_table_id: int | None) -> list[dict]:
+        if optimizely_table_id is not None:
             self._optimizely_table(account_id, service_id, optimizely_table_id)
+        rows = self._all(
+            "SELECT (SELECT id FROM datasources WHERE dcp_service_id = s.id AND is_optimizely = 1) AS opt, "
+            "a.datasource_id, a.customer_id FROM dcp_services s LEFT JOIN aliases a ON a.dcp_service_id = s.id "
+            "AND a.optimizely_user_id = ? WHERE s.id = ? AND s.account_id = ? ORDER BY a.datasource_id",
+            (user_id, service_id, account_id))
+        if not rows:
+            raise NotFound(f"No DCP service with id {service_id} in this account.")
+        if optimizely_table_id is None:
+            optimizely_table_id = rows[0]["opt"]
+            if optimizely_table_id is None:  # only a hand-made database lacks it; no Optimizely table means no view
+                return []
         targets = [(optimizely_table_id, user_id, True)]
-        targets += [(r["datasource_id"], r["customer_id"], False) for r in self._all(
-            "SELECT datasource_id, customer_id FROM aliases WHERE dcp_service_id = ? AND optimizely_user_id = ? "
-            "ORDER BY datasource_id", (service_id, user_id))]
+        targets += [(r["datasource_id"], r["customer_id"], False) for r in rows if r["datasource_id"] is not None]
         view = []
         for table_id, customer_id, is_own in targets:
-            data = self._stored_profile(table_id, customer_id, self.active_attributes(table_id))
+            data = self._stored_profile(table_id, customer_id)
             if data is None:
                 continue
             profile = self._profile_out(service_id, table_id, customer_id, data)

@@ -53,9 +53,12 @@ def ui(server, browser):
 
 def wait_for(driver, condition, timeout: float = 30):
     """Wait until ``condition(driver)`` is truthy; returns its value."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    # A page that reloads itself (live refresh) can swap the element out while it is being read: retry.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition)
 
 
 def by_css(driver, selector: str):

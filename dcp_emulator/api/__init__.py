@@ -29,11 +29,12 @@ def require_auth(bp: Blueprint) -> None:
 
     @bp.before_request
     def _authenticate() -> None:
+        req, ctx = request._get_current_object(), g._get_current_object()  # one proxy lookup each, per request
         body_keys: frozenset[str] = frozenset()
-        if request.mimetype == "application/x-www-form-urlencoded":
-            body_keys = frozenset(request.form.keys())
-        g.principal = authenticate(emulator().store, request.headers, request.args, body_keys)
-        g.token_kind, g.account_id = g.principal.token_kind, g.principal.account_id
+        if req.mimetype == "application/x-www-form-urlencoded":
+            body_keys = frozenset(req.form.keys())
+        ctx.principal = authenticate(emulator().store, req.headers, req.args, body_keys)
+        ctx.token_kind, ctx.account_id = ctx.principal.token_kind, ctx.principal.account_id
 
 
 # The content types a web page may send to any site without a CORS preflight ("simple" requests).

@@ -8,9 +8,8 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
+from ..bulk import IMPORT_BUCKET
 from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
-from ..s3 import IMPORT_BUCKET
-from ..seed import InvalidSeed, dump_yaml, export_state, parse_seed
 from . import emulator, json_object, optional_json_object, route, same_origin_only
 
 MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
@@ -95,6 +94,8 @@ def seed():
     ?reset=default) resets first, all or nothing: a refused seed leaves the state as it was."""
     request.max_content_length = MAX_SEED_BYTES
     reset_to = _seed_reset()
+    from ..seed import InvalidSeed, parse_seed  # PyYAML only when seeds are used (faster start-up)
+
     raw = request.get_data(cache=True)
     source = "request body"
     mimetype = request.mimetype or ""
@@ -139,6 +140,8 @@ def state():
             else "yaml"
     if fmt not in ("yaml", "json"):
         raise InvalidField(f"format must be yaml or json, got {fmt!r}.", field="format")
+    from ..seed import dump_yaml, export_state
+
     data = export_state(emulator().store)
     if fmt == "json":
         return jsonify(data)
