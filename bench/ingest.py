@@ -1,7 +1,7 @@
 """Bulk ingest benchmark (``make bench``): emulator ingest rows/s vs the csv+executemany floor, and RSS growth.
 
 1. A CSV of 1,000,000 rows x 6 attributes (string, long, double, bool, datetime yyyy-mm-dd, datetime
-   epoch) is generated under /tmp/dcp-bench (kept between runs).
+   epoch) is generated under a fresh temporary directory, removed at the end.
 2. Floor: the same file read with the csv module and inserted with executemany into SQLite in one
    transaction, no validation. Emulator: the file spooled and queued exactly as a completed S3 object
    is (``Ingestor.spool`` + ``Ingestor.enqueue``), timed until the worker has applied it. Both in

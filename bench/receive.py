@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -40,17 +41,19 @@ from botocore.config import Config as BotoConfig
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from ingest import ATTRIBUTES, WORK  # the ingest benchmark's attributes and work directory
+from ingest import ATTRIBUTES  # the ingest benchmark's attributes
 
 TOKEN = {"Token": "emulator-classic-token"}
 BUCKET = "optimizely-import"
 MGMT = "/experiment/v1"
-DB = WORK / f"receive-{os.getpid()}.db"  # per run: other benchmarks may share WORK
+# A fresh temporary directory per run (set by main): runs never share files or leave them behind.
+WORK = pathlib.Path()
+DB = WORK / "receive.db"
 ROW_BYTES = 1024  # wide rows: the ingest's own cost per row is measured by ingest.py; here bytes matter
 
 
 def generate(mb: int) -> tuple[pathlib.Path, int]:
-    """A CSV of ``mb`` MiB: customerId and a ~1 KB string per row (kept between runs); (path, rows)."""
+    """A CSV of ``mb`` MiB: customerId and a ~1 KB string per row; (path, rows)."""
     rows = mb * 2**20 // ROW_BYTES
     path = WORK / f"receive-{mb}mb.csv"
     marker = path.with_suffix(".done")
@@ -256,12 +259,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="64 MB files, 300 objects per reset round")
     parser.add_argument("--objects", type=int, default=1000, help="objects per reset round")
     args = parser.parse_args()
-    mb = 64 if args.quick else args.mb
-    objects = 300 if args.quick else args.objects
-    WORK.mkdir(exist_ok=True)
+    global WORK, DB
+    with tempfile.TemporaryDirectory(prefix="dcp-bench-") as work:
+        WORK, DB = pathlib.Path(work), pathlib.Path(work) / "receive.db"
+        return run(64 if args.quick else args.mb, 300 if args.quick else args.objects)
+
+
+def run(mb: int, objects: int) -> int:
+    """The scenarios proper, writing under ``WORK``."""
     path, rows = generate(mb)
     size = path.stat().st_size
-    print(f"file: {path} ({size / 2**20:.0f} MiB, {rows:,} rows of ~1 KB); server: werkzeug's threaded WSGI server, --db",
+    print(f"file: {path} ({size / 2**20:.0f} MiB, {rows:,} rows of ~1 KB); server: python -m dcp_emulator serve --db",
           flush=True)
     floor_s, receive_s = receive_vs_floor(path)
     ratio = receive_s / floor_s

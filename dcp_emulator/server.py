@@ -216,6 +216,9 @@ class EmulatorServer:
                 # (with their own error formats) once the body is read.
                 max_request_body_size=max(config.max_object_bytes, config.max_body_bytes) + (1 << 20),
                 clear_untrusted_proxy_headers=False,  # X-Forwarded-* are signed S3 headers like any other
+                # Read the socket 256 KiB at a time, not 8 KiB: a 1 GB upload body is then 4,000 trips
+                # through waitress's I/O loop instead of 130,000 (memory per connection stays small).
+                recv_bytes=256 * 1024,
             )
         except BaseException:
             self.emulator.close()
