@@ -102,10 +102,7 @@ class ObjectBodies:
                 status, headers, body = self.call_moto(_bodiless(environ, received))
                 if not status.startswith("200"):
                     return status, headers, body
-                obj = s3_moto.current_object(bucket, key)
-                if obj is None or any(obj is p for p in previous):
-                    raise RuntimeError(f"moto answered 200 but stored no new object {key!r}")
-                s3_moto.attach_buffer(obj, received.buffer, received.buffer.size, received.md5)
+                obj = self._attach_to_new_object(bucket, key, previous, received)
                 attached = True
                 on_stored(key, obj)
                 self._release([p for p in previous if p is not obj])
@@ -150,6 +147,15 @@ class ObjectBodies:
             if not attached:
                 received.buffer.close()
 
+    @staticmethod
+    def _attach_to_new_object(bucket: Any, key: str, previous: list, received: Received) -> Any:
+        """Give the object moto has just stored under ``key`` (after its 200) the received bytes; returns it."""
+        obj = s3_moto.current_object(bucket, key)
+        if obj is None or any(obj is p for p in previous):
+            raise RuntimeError(f"moto answered 200 but stored no new object {key!r}")
+        s3_moto.attach_buffer(obj, received.buffer, received.buffer.size, received.md5)
+        return obj
+
     def _copy_object(self, environ: dict, key: str, copy_source: str, on_stored: OnStored) -> Answer:
         """CopyObject: the source's bytes copied on disk; moto records the copy with the source's bytes hidden."""
         received = self._copy_range(copy_source, None)
@@ -163,10 +169,7 @@ class ObjectBodies:
                     status, headers, body = self.call_moto(environ)
                 if not status.startswith("200"):
                     return status, headers, body
-                obj = s3_moto.current_object(bucket, key)
-                if obj is None or any(obj is p for p in previous):
-                    raise RuntimeError(f"moto answered 200 but stored no new object {key!r}")
-                s3_moto.attach_buffer(obj, received.buffer, received.buffer.size, received.md5)
+                obj = self._attach_to_new_object(bucket, key, previous, received)
                 attached = True
                 on_stored(key, obj)
                 self._release([p for p in previous if p is not obj])

@@ -27,6 +27,7 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from served import ServedEmulator
+from test_s3 import _post  # the same helper: POST a management entity, expect 201
 
 from dcp_emulator import s3_body
 from dcp_emulator.app import DEFAULT_TOKENS
@@ -49,12 +50,6 @@ def server():
 def url(server):
     requests.post(f"{server.url}/_emulator/reset").raise_for_status()
     return server.url
-
-
-def _post(url: str, path: str, payload: dict) -> dict:
-    resp = requests.post(url + path, json=payload, headers=H)
-    assert resp.status_code == 201, resp.text
-    return resp.json()
 
 
 def _table(url: str) -> dict:
