@@ -51,6 +51,36 @@ def _origin_key(scheme: str, netloc: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or ""), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
+def cross_site_refusal(*, use_referer: bool = False) -> CrossOriginRefused | None:
+    """Why this request must be refused as sent by a web page of another site, or None.
+
+    Browsers say where a request comes from (``Origin``, ``Sec-Fetch-Site``); curl, the pytest plugin and
+    SDKs send neither, and have nothing to forge. ``use_referer``: for HTML form posts, a ``Referer``
+    stands in for a missing ``Origin``.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None and use_referer and request.headers.get("Referer"):
+        referer = urlsplit(request.headers["Referer"])
+        origin = f"{referer.scheme}://{referer.netloc}"
+    if origin is not None:
+        own = _origin_key(request.scheme, request.host)
+        sent = urlsplit(origin)
+        if origin == "null" or _origin_key(sent.scheme, sent.netloc) != own or sent.path not in ("", "/"):
+            return CrossOriginRefused(
+                f"Cross-origin request refused: {request.method} {request.path} came from a web page of origin "
+                f"{origin[:200]!r}, not from this emulator ({own[0]}://{request.host[:200]}). The control plane "
+                "changes state without authentication, so it only accepts such requests from clients that are "
+                "not browsers (curl, the pytest plugin: they send no Origin header) or from its own origin.",
+                field="Origin")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site.lower() not in ("same-origin", "none"):
+        return CrossOriginRefused(
+            f"Cross-site request refused: the browser says {request.method} {request.path} was sent by another "
+            "site (Sec-Fetch-Site). The control plane only accepts state-changing requests from clients that "
+            "are not browsers, or from its own origin.", field="Sec-Fetch-Site")
+    return None
+
+
 def same_origin_only(bp: Blueprint, *, html_forms: bool = False) -> None:
     """Refuse state-changing requests of a blueprint that a web page of another site could forge (CSRF).
 
@@ -59,32 +89,17 @@ def same_origin_only(bp: Blueprint, *, html_forms: bool = False) -> None:
     ``Origin`` (and ``Sec-Fetch-Site``) header; curl, the pytest plugin and SDKs send neither. A body must
     also say what it is with a type a page cannot send without a CORS preflight (which this emulator never
     grants): not text/plain, a form or no type at all. ``html_forms``: the blueprint's own pages post HTML
-    forms (the dashboard), so form bodies are accepted, and a ``Referer`` stands in for a missing ``Origin``.
+    forms (the dashboard), so form bodies are accepted, and a ``Referer`` stands in for a missing ``Origin``
+    (see ``cross_site_refusal``).
     """
 
     @bp.before_request
     def _refuse_cross_site() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return  # reads change nothing, and a page cannot read our answers (no CORS headers)
-        origin = request.headers.get("Origin")
-        if origin is None and html_forms and request.headers.get("Referer"):
-            referer = urlsplit(request.headers["Referer"])
-            origin = f"{referer.scheme}://{referer.netloc}"
-        if origin is not None:
-            own = _origin_key(request.scheme, request.host)
-            sent = urlsplit(origin)
-            if origin == "null" or _origin_key(sent.scheme, sent.netloc) != own or sent.path not in ("", "/"):
-                raise CrossOriginRefused(
-                    f"Cross-origin request refused: {request.method} {request.path} came from a web page of origin "
-                    f"{origin[:200]!r}, not from this emulator ({own[0]}://{request.host[:200]}). The control plane "
-                    "changes state without authentication, so it only accepts such requests from clients that are "
-                    "not browsers (curl, the pytest plugin: they send no Origin header) or from its own origin.",
-                    field="Origin")
-        if request.headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
-            raise CrossOriginRefused(
-                f"Cross-site request refused: the browser says {request.method} {request.path} was sent by another "
-                "site (Sec-Fetch-Site). The control plane only accepts state-changing requests from clients that "
-                "are not browsers, or from its own origin.", field="Sec-Fetch-Site")
+        refusal = cross_site_refusal(use_referer=html_forms)
+        if refusal is not None:
+            raise refusal
         if html_forms:
             return
         has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()

@@ -21,7 +21,7 @@ from ..oauth import (
     register_app,
     revoke,
 )
-from . import emulator, json_object, optional_json_object, route, same_origin_only
+from . import cross_site_refusal, emulator, json_object, optional_json_object, route, same_origin_only
 
 bp = Blueprint("oauth", __name__)
 control_bp = Blueprint("oauth_control", __name__)
@@ -58,25 +58,6 @@ def _error_page(error: str, description: str, status: int = 400) -> Response:
     return _page("oauth_error.html", status, error=error, description=description)
 
 
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _same_origin() -> bool:
-    """False when a browser says the request comes from another site (a forged consent); requests that
-    are not from a browser carry none of these headers and have nothing to forge."""
-    expected = _origin(request.host_url)
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return origin.lower() == expected  # "null" (sandboxed or privacy-stripped) is refused too
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None:
-        return site in ("same-origin", "none")
-    referer = request.headers.get("Referer")
-    return referer is None or _origin(referer) == expected
-
-
 # ---------------------------------------------------------------------- /oauth2/authorize
 @route(bp, "/authorize", methods=["GET", "POST"])
 def authorize():
@@ -99,7 +80,7 @@ def authorize():
 
 def _decision(params: dict[str, str]) -> Response:
     """The consent form's Accept or Deny: redirect the browser to the client with the outcome."""
-    if not _same_origin():
+    if cross_site_refusal(use_referer=True) is not None:  # the control plane's rule, for an HTML form
         return _error_page("access_denied", "Refused: the consent form was posted from another site. Only the "
                                             "emulator's own consent page can accept or deny an authorization.", 403)
     decision = params.get("decision")
