@@ -8,6 +8,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
+from .. import openapi
 from ..bulk import IMPORT_BUCKET
 from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
 from . import emulator, json_object, optional_json_object, route, same_origin_only
@@ -43,7 +44,14 @@ def info():
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
         "ui_url": f"{base}/_emulator/ui",  # the web dashboard
+        "openapi_url": f"{base}/_emulator/openapi.json",  # the OpenAPI 3.1 document of every API served here
     })
+
+
+@route(bp, "/openapi.json", methods=["GET"])
+def openapi_document():
+    """The OpenAPI 3.1 document of the vendor APIs and of this control plane."""
+    return jsonify(openapi.document())
 
 
 def _credentials() -> dict:
