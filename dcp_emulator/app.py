@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, urls
 from .clock import Clock
 from .config import Config
 from .errors import HTTP_STATUS_CLASSES, DcpError, InternalError, NotFound
@@ -251,6 +251,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False
     app.url_map.strict_slashes = False
+    app.wsgi_app = urls.without_trailing_slash(app.wsgi_app)  # one URL rule per route: see urls.py
     app.url_map.merge_slashes = False  # werkzeug would answer "a//b" with a 308: never redirect
     emulator = Emulator(config)
     app.extensions["dcp_emulator"] = emulator
@@ -259,12 +260,12 @@ def create_app(config: Config | None = None) -> Flask:
     from .api.management import bp as management_bp
     from .api.profiles import bp as profiles_bp
 
-    app.register_blueprint(management_bp, url_prefix="/experiment/v1")
-    app.register_blueprint(profiles_bp, url_prefix="/api")
-    app.register_blueprint(control_bp, url_prefix="/_emulator")
+    app.register_blueprint(management_bp, url_prefix=urls.MANAGEMENT)
+    app.register_blueprint(profiles_bp, url_prefix=urls.PROFILES)
+    app.register_blueprint(control_bp, url_prefix=urls.CONTROL)
     from .api.ui import bp as ui_bp
 
-    app.register_blueprint(ui_bp, url_prefix="/_emulator/ui")  # the web dashboard
+    app.register_blueprint(ui_bp, url_prefix=urls.DASHBOARD)  # the web dashboard
 
     from .bulk import install as install_bulk_import
 

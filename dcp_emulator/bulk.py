@@ -15,10 +15,9 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import urls
+
 IMPORT_BUCKET = "optimizely-import"
-# Paths that always belong to the emulator's own APIs, never to S3 (an S3 client could never send them
-# for our only bucket anyway).
-OWN_PREFIXES = ("/experiment/", "/api/", "/_emulator/", "/oauth2/")
 
 
 class LazyGateway:
@@ -76,7 +75,7 @@ class LazyGateway:
         routed: list[Callable] = []  # the gateway's own dispatch, once built
 
         def dispatch(environ: dict, start_response: Callable) -> Iterable[bytes]:
-            if (environ.get("PATH_INFO") or "/").startswith(OWN_PREFIXES):
+            if (environ.get("PATH_INFO") or "/").startswith(urls.OWN_PREFIXES):
                 return app(environ, start_response)
             if not routed:
                 routed.append(self.get().middleware(app))
@@ -112,7 +111,7 @@ def install(app: Any, emulator: Any) -> LazyGateway:
     emulator.add_reset_hook(ingestor.reset)
     emulator.add_readiness_check("s3", gateway.readiness)
     emulator.add_readiness_check("ingest", ingestor.readiness)
-    app.register_blueprint(uploads_bp, url_prefix="/_emulator")
+    app.register_blueprint(uploads_bp, url_prefix=urls.CONTROL)
     app.wsgi_app = gateway.middleware(app.wsgi_app)
     ingestor.start()
     return gateway

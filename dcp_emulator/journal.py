@@ -23,6 +23,7 @@ import re2
 from flask import Flask, Response, g, request
 from werkzeug.datastructures import EnvironHeaders
 
+from . import urls
 from .auth import presented_token
 from .clock import format_timestamp
 from .errors import InvalidField
@@ -212,7 +213,7 @@ def _caller(emulator) -> tuple[str | None, int | None]:
 
 def is_recorded(path: str) -> bool:
     """Whether a request path is journaled (and subject to faults): everything but the control plane."""
-    return not (path == "/_emulator" or path.startswith("/_emulator/"))
+    return not urls.is_control_path(path)
 
 
 def install(app: Flask, emulator) -> None:

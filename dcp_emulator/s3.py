@@ -39,7 +39,7 @@ from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
 from . import s3_moto
-from .bulk import IMPORT_BUCKET, OWN_PREFIXES
+from .bulk import IMPORT_BUCKET
 from .ingest import Ingestor
 from .s3_body import BufferDir, too_large
 from .s3_errors import S3Error
@@ -58,6 +58,7 @@ from .s3_request import (
 )
 from .s3_request import header as _header
 from .store import Store
+from .urls import OWN_PREFIXES
 
 log = logging.getLogger("dcp_emulator.s3")
 

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from dcp_emulator.app import DEFAULT_TOKENS
-from dcp_emulator.bulk import OWN_PREFIXES, LazyGateway
+from dcp_emulator.bulk import LazyGateway
+from dcp_emulator.urls import OWN_PREFIXES
 from dcp_emulator.journal import _KEEP_BYTES, BODY_LIMIT
 
 T = {"Token": DEFAULT_TOKENS["classic"]}

@@ -181,12 +181,13 @@ def optional_json_object() -> dict:
 
 
 def route(bp: Blueprint, rule: str, **options: Any) -> Callable:
-    """Register a rule that answers with and without a trailing slash, never redirecting."""
+    """Register one URL rule; ``urls.without_trailing_slash`` lets it answer with a trailing slash too.
+
+    Every route must have an entry in ``openapi.OPERATIONS`` (the document refuses to build otherwise).
+    """
 
     def decorator(fn: Callable) -> Callable:
-        bp.add_url_rule(rule, view_func=fn, strict_slashes=False, **options)
-        bp.add_url_rule(rule.rstrip("/") + "/", endpoint=fn.__name__ + "_slash", view_func=fn,
-                        strict_slashes=False, **options)
+        bp.add_url_rule(rule, view_func=fn, **options)
         return fn
 
     return decorator

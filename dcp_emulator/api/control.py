@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import openapi
 from ..bulk import IMPORT_BUCKET
@@ -51,7 +51,7 @@ def info():
 @route(bp, "/openapi.json", methods=["GET"])
 def openapi_document():
     """The OpenAPI 3.1 document of the vendor APIs and of this control plane."""
-    return jsonify(openapi.document())
+    return jsonify(openapi.document(current_app))
 
 
 def _credentials() -> dict:

@@ -9,6 +9,7 @@ import urllib.parse
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
 
+from .. import urls
 from ..clock import parse_timestamp
 from ..errors import InvalidField, NotFound
 from ..oauth import (
@@ -208,5 +209,5 @@ def real_clock():
 def install(app, emu) -> None:
     """Give an emulator its authorization server and register the OAuth and clock endpoints."""
     emu.oauth = OAuthServer(emu.store, strict_redirects=emu.config.oauth_strict_redirects)
-    app.register_blueprint(bp, url_prefix="/oauth2")
-    app.register_blueprint(control_bp, url_prefix="/_emulator")
+    app.register_blueprint(bp, url_prefix=urls.OAUTH)
+    app.register_blueprint(control_bp, url_prefix=urls.CONTROL)

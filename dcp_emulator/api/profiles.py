@@ -33,7 +33,7 @@ def _key(path_id: str) -> str:
         except UnicodeError:
             raise InvalidField("The id in the URL is not valid UTF-8 once percent-decoded; ids are UTF-8 text.",
                                field="customerId") from None
-    return path_id.removesuffix("/")
+    return path_id
 
 
 def _data(body: dict) -> object:
