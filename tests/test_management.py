@@ -91,10 +91,15 @@ def test_create_service_refuses_bad_fields(client, payload, field):
     assert ok(client.get(f"{MGMT}/dcp_services", headers=H), 200) == []
 
 
-def test_read_only_fields_sent_on_create_are_ignored(client):
-    s = ok(client.post(f"{MGMT}/dcp_services", json={"name": "S", "id": 5, "archived": True, "s3_path": "x"},
-                       headers=H), 201)
-    assert s["id"] != 5 and s["archived"] is False and s["s3_path"] == f"dcp/{s['id']}"
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("id", 5, "the emulator sets it"), ("s3_path", "x", "the emulator sets it"),
+    ("archived", True, "PUT changes it once the resource exists"),
+])
+def test_read_only_fields_sent_on_create_are_refused_by_name(client, field, value, why):
+    err = error(client.post(f"{MGMT}/dcp_services", json={"name": "S", field: value}, headers=H), 400,
+                "invalid_field", field=field)
+    assert err["message"] == f"{field} is read-only ({why}); leave it out of the request body."
+    assert ok(client.get(f"{MGMT}/dcp_services", headers=H), 200) == []
 
 
 def test_one_service_per_account_by_default(client, service):
@@ -455,13 +460,13 @@ def test_projects_create_list_get_update(client, service):
     p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
     assert set(p) == PROJECT_FIELDS
     assert (p["project_name"], p["project_status"], p["dcp_service_id"], p["account_id"]) == \
-        ("Web", "active", None, DEFAULT_ACCOUNT_ID)
+        ("Web", "Active", None, DEFAULT_ACCOUNT_ID)
     assert TIMESTAMP_RE.match(p["created"]) and TIMESTAMP_RE.match(p["last_modified"])
     assert ok(client.get(f"{MGMT}/projects", headers=H), 200) == [p]
     assert ok(client.get(f"{MGMT}/projects/{p['id']}", headers=H), 200) == p
-    out = ok(client.put(f"{MGMT}/projects/{p['id']}", json={"project_name": "Web 2", "project_status": "paused"},
+    out = ok(client.put(f"{MGMT}/projects/{p['id']}", json={"project_name": "Web 2", "project_status": "Archived"},
                         headers=H), 202)
-    assert set(out) == PROJECT_FIELDS and (out["project_name"], out["project_status"]) == ("Web 2", "paused")
+    assert set(out) == PROJECT_FIELDS and (out["project_name"], out["project_status"]) == ("Web 2", "Archived")
 
 
 def test_link_and_unlink_a_project_to_a_service(client, service):
