@@ -265,6 +265,9 @@ def create_app(config: Config | None = None) -> Flask:
     from .api.ui import bp as ui_bp
 
     app.register_blueprint(ui_bp, url_prefix="/_emulator/ui")  # the web dashboard
+    from .api.apidocs import bp as apidocs_bp
+
+    app.register_blueprint(apidocs_bp, url_prefix="/_emulator/docs")  # Swagger UI over the OpenAPI document
 
     from .bulk import install as install_bulk_import
 
