@@ -15,7 +15,7 @@ from pathlib import Path
 from flask import Blueprint, Response, render_template, send_from_directory, url_for
 
 from ..errors import NotFound
-from . import emulator, route
+from . import emulator
 
 ASSETS = Path(__file__).resolve().parent.parent / "static" / "apidocs"
 
@@ -39,7 +39,7 @@ def asset_names() -> frozenset[str]:
     return frozenset(p.name for p in ASSETS.iterdir() if p.is_file())
 
 
-@route(bp, "/", methods=["GET"])
+@bp.route("/", methods=["GET"], strict_slashes=False)
 def page() -> Response:
     """The Swagger UI page over /_emulator/openapi.json."""
     html = render_template("apidocs.html", openapi_url=url_for("control.openapi_document"),
