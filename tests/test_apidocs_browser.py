@@ -6,7 +6,6 @@ chromedriver or selenium is missing (``make browser``)."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import requests
 from browser import Browser, browser_missing
 from test_ui_browser import by_css, wait_for
 
-from dcp_emulator import openapi
 from dcp_emulator.config import Config
 from dcp_emulator.server import EmulatorServer
 
@@ -26,31 +24,6 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 # Records every Content-Security-Policy violation of the page, from before its first script runs.
 CSP_RECORDER = ("window.__cspViolations = []; document.addEventListener('securitypolicyviolation', "
                 "e => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")
-_ENVELOPE = {"$ref": "#/components/schemas/Error"}
-
-
-def sample_document() -> dict:
-    """The served document, with a few control-plane operations added when it does not have them yet, so
-    the page has operations to show and one to try out (GET /_emulator/health) whatever the document holds."""
-    doc = copy.deepcopy(openapi.document())
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    schemas.setdefault("Error", {"type": "object", "required": ["status", "code", "message"], "properties": {
-        "status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
-        "field": {"type": ["string", "null"]}, "request_id": {"type": "string"}}})
-    errors = {"default": {"description": "The error envelope", "content": {"application/json": {"schema": _ENVELOPE}}}}
-    paths = doc["paths"]
-    paths.setdefault("/_emulator/health", {"get": {
-        "tags": ["control plane"], "summary": "Readiness of every part", "operationId": "health",
-        "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]},
-                                             "parts": {"type": "object"}}}}}}, **errors}}})
-    paths.setdefault("/_emulator/info", {"get": {
-        "tags": ["control plane"], "summary": "URLs, default account and tokens, version", "operationId": "info",
-        "responses": {"200": {"description": "How to talk to this emulator"}, **errors}}})
-    paths.setdefault("/_emulator/reset", {"post": {
-        "tags": ["control plane"], "summary": "Reset to the start-up state or a snapshot", "operationId": "reset",
-        "responses": {"200": {"description": "Reset"}, **errors}}})
-    return doc
 
 
 def operations(doc: dict) -> list[tuple[str, str]]:
@@ -59,20 +32,17 @@ def operations(doc: dict) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def document():
-    """The sample document, served as /_emulator/openapi.json for this module."""
-    doc = sample_document()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(openapi, "document", lambda: doc)
-        yield doc
-
-
-@pytest.fixture(scope="module")
-def server(document):
+def server():
     """One served emulator for the module."""
     srv = EmulatorServer(Config(host="127.0.0.1", port=0, log_requests=False)).start()
     yield srv
     srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def document(server):
+    """The OpenAPI document the emulator serves."""
+    return requests.get(server.url + "/_emulator/openapi.json", timeout=10).json()
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +65,8 @@ def docs_page(server, browser):
 
 def test_swagger_ui_renders_the_served_documents_title_and_every_operation(docs_page, document, browser,
                                                                            tmp_path_factory):
-    driver, url = docs_page
-    assert requests.get(url + "/_emulator/openapi.json", timeout=10).json() == json.loads(json.dumps(document))
+    driver, _ = docs_page
+    assert len(operations(document)) > 50  # every vendor and control-plane operation
     title = " ".join(by_css(driver, ".swagger-ui .info .title").text.split())
     # the title, the version badge and the OpenAPI version Swagger UI read (4.x would refuse 3.1)
     assert title == f"{document['info']['title']} {document['info']['version']} OAS 3.1"
