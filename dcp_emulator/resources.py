@@ -50,6 +50,9 @@ class Field:
     column: str | None = None  # the stored column, when named otherwise
     computed: Callable[[Mapping[str, Any]], Any] | None = None  # derived from the row, never stored
     seed: bool = True  # a seed may give it (read-only ones verbatim: ids, keys, timestamps)
+    trimmed: bool = False  # a string that must not start or end with whitespace
+    omit_null: bool = False  # left out of the rendered resource when null (instead of null)
+    hint: str = ""  # what to send, for the message when a required field is missing
 
     @property
     def writable_on_create(self) -> bool:
@@ -118,6 +121,8 @@ class Field:
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidField(f"{name} must be at most {self.max_length} characters (got {len(value)}).",
                                    field=name)
+            if self.trimmed and value != value.strip():
+                raise InvalidField(f"{name} must not start or end with whitespace (got {value!r}).", field=name)
             if self.pattern is not None and not re.fullmatch(self.pattern, value):
                 raise InvalidField(f"{name} must match ^{self.pattern}$ (got {value!r}).", field=name)
         if self.enum is not None and value not in self.enum:
@@ -158,6 +163,7 @@ class Resource:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "_omit_null", [f.name for f in self.fields if f.omit_null])
 
     def field(self, name: str) -> Field:
         """The field called ``name``."""
@@ -170,7 +176,11 @@ class Resource:
 
     def render(self, row: Mapping[str, Any], **extra: Any) -> dict:
         """A stored row as the API's JSON object; ``extra`` gives fields the row does not hold (nested lists)."""
-        return {f.name: extra[f.name] if f.name in extra else f.render(row) for f in self.fields}
+        out = {f.name: extra[f.name] if f.name in extra else f.render(row) for f in self.fields}
+        for f in self._omit_null:  # type: ignore[attr-defined]
+            if out[f] is None:
+                del out[f]
+        return out
 
     # ------------------------------------------------------------------ request bodies
     def _accepted(self, update: bool) -> list[str]:
@@ -242,9 +252,8 @@ class Resource:
         for f in self.fields:
             if f.computed is not None or not f.seed or f.name in omit or f.type == "array":
                 continue
-            value = rendered[f.name]
-            if value == f.default and type(value) is type(f.default) and (f.default is not None or
-                                                                          f.access != READ_ONLY):
+            value = rendered.get(f.name)
+            if value == f.default and type(value) is type(f.default):
                 continue  # what a seed without it would get anyway
             out[f.name] = value
         return out
@@ -254,7 +263,7 @@ class Resource:
         """The JSON Schema of the resource as the API answers it (every field always present)."""
         doc = self.doc + ("\n\nRules: " + " ".join(self.checks) if self.checks else "")
         return {"type": "object", "description": doc, "properties": {f.name: f.schema() for f in self.fields},
-                "required": self.field_names, "additionalProperties": False}
+                "required": [f.name for f in self.fields if not f.omit_null], "additionalProperties": False}
 
     def request_schema(self, update: bool) -> dict:
         """The JSON Schema of a POST (create) or PUT (update) body."""
@@ -269,6 +278,8 @@ class Resource:
 
 
 def _missing(f: Field) -> InvalidField:
+    if f.hint:
+        return InvalidField(f"{f.name} is required: {f.hint}", field=f.name)
     if f.type == "string" and f.non_blank:
         return InvalidField(f"{f.name} is required and must be a non-empty string (missing).", field=f.name)
     if f.enum:
@@ -501,5 +512,57 @@ UPLOAD = Resource(
     ),
 )
 
-RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD)
+TOKEN_KINDS = ("classic", "personal", "oauth")
+TOKEN = Resource(
+    "token", "API token",
+    "An API token of an account (seeds and exports): classic tokens go in a Token header, OAuth access tokens "
+    "in Authorization: Bearer; personal tokens are refused by the DCP APIs.",
+    (
+        Field("token", "string", "The token string clients send.", access=CREATE_ONLY, required=True,
+              non_blank=True, trimmed=True),
+        Field("kind", "string", "What kind of token it is.", access=CREATE_ONLY, enum=TOKEN_KINDS,
+              default="classic"),
+        Field("expires_at", "timestamp", "When it stops being accepted, or null for never.", nullable=True),
+        Field("revoked", "boolean", "Revoked tokens are refused (403).", default=False),
+        Field("refresh_token", "string", "The OAuth refresh token issued with it, if any.", nullable=True),
+        Field("client_id", "string", "The OAuth application it was issued to, if any.", nullable=True),
+        Field("account_id", "integer", "The account it belongs to."),
+    ),
+)
+
+ACCOUNT = Resource(
+    "account", "account",
+    "An account of the emulator: owns tokens, DCP services and projects (seeds and exports).",
+    (
+        Field("id", "integer", "The account id."),
+        Field("name", "string", "A name for people.", access=EDITABLE, non_blank=True, max_length=_NAME_LIMIT),
+        Field("tokens", "array", "Its API tokens.", items=TOKEN.name),
+    ),
+)
+
+OAUTH_CLIENT_TYPES = ("confidential", "public")
+OAUTH_TEXT_LIMIT = 2000  # client ids, names, URIs: longer is not a plausible registration
+OAUTH_APP = Resource(
+    "oauth_app", "OAuth application",
+    "A registered OAuth 2.0 application (client): what the vendor's developer console registers.",
+    (
+        Field("client_id", "string", "Its client id (generated when not given).", access=CREATE_ONLY,
+              non_blank=True, trimmed=True, max_length=OAUTH_TEXT_LIMIT),
+        Field("client_secret", "string", "A confidential client's secret (generated when not given); public "
+              "clients have none.", access=CREATE_ONLY, nullable=True, non_blank=True, trimmed=True,
+              max_length=OAUTH_TEXT_LIMIT, omit_null=True),
+        Field("name", "string", "The name the consent page shows.", access=CREATE_ONLY, required=True,
+              non_blank=True, trimmed=True, max_length=OAUTH_TEXT_LIMIT),
+        Field("redirect_uris", "array", "Where authorization may send the browser back (absolute URIs, no "
+              "fragment).", access=CREATE_ONLY, required=True, items={"type": "string"},
+              hint="a list of one or more absolute URIs, such as ['https://partner.example/oauth/callback']."),
+        Field("client_type", "string", "confidential (has a secret) or public (a browser or mobile app).",
+              access=CREATE_ONLY, enum=OAUTH_CLIENT_TYPES, default="confidential"),
+        Field("account_id", "integer", "The account of the developer who registered it (default: the default "
+              "account).", access=CREATE_ONLY, nullable=True),
+    ),
+    checks=("A public client has no client_secret.", "client_id is unique."),
+)
+
+RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD, TOKEN, ACCOUNT, OAUTH_APP)
 

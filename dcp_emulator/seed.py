@@ -29,7 +29,7 @@ import yaml
 
 from .errors import DcpError, SeedError
 from .oauth import list_apps, register_app
-from .resources import ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, Resource
+from .resources import ACCOUNT, ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, TOKEN, Resource
 from .seeds import resolve_seed
 from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, TOKEN_KINDS, PatchError, Store, profile_patch
 
@@ -41,8 +41,8 @@ _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _TOP_KEYS = ("accounts", "dcp_services", "projects", "oauth_apps")
-_ACCOUNT_KEYS = ("id", "name", "tokens")
-_TOKEN_KEYS = ("token", "kind", "expires_at", "revoked", "refresh_token", "client_id", "account_id")
+_ACCOUNT_KEYS = ACCOUNT.seed_keys
+_TOKEN_KEYS = TOKEN.seed_keys
 # A seed entry of a resource has the resource's own fields (resources.py), plus what it contains.
 _SERVICE_KEYS = SERVICE.seed_keys + ("datasources", "aliases")
 _DATASOURCE_KEYS = DATASOURCE.seed_keys + ("profiles",)
@@ -611,16 +611,9 @@ def export_state(store: Store) -> dict:
         q = store._all
         accounts = []
         for a in q("SELECT * FROM accounts ORDER BY id"):
-            tokens = []
-            for t in q("SELECT * FROM tokens WHERE account_id = ? ORDER BY rowid", (a["id"],)):
-                token = {"token": t["token"], "kind": t["kind"]}
-                for key in ("expires_at", "refresh_token", "client_id"):
-                    if t.get(key) is not None:
-                        token[key] = t[key]
-                if t["revoked"]:
-                    token["revoked"] = True
-                tokens.append(token)
-            accounts.append({"id": a["id"], "name": a["name"], "tokens": tokens})
+            tokens = [TOKEN.export(TOKEN.render(t), omit=("account_id",))
+                      for t in q("SELECT * FROM tokens WHERE account_id = ? ORDER BY rowid", (a["id"],))]
+            accounts.append({**ACCOUNT.export(ACCOUNT.render(a, tokens=tokens)), "tokens": tokens})
         services = [_export_service(store, s) for s in q("SELECT * FROM dcp_services ORDER BY id")]
         projects = [PROJECT.export(PROJECT.render(p)) for p in q("SELECT * FROM projects ORDER BY id")]
     return {"accounts": accounts, "dcp_services": services, "projects": projects, "oauth_apps": list_apps(store)}

@@ -35,10 +35,9 @@ import sqlite_utils
 from . import datatypes
 from .clock import Clock
 from .errors import Archived, InvalidField, LimitExceeded, NotFound
-from .resources import ATTRIBUTE, DATASOURCE, EDITABLE, PROJECT, PROJECT_SCRIPT_FIELDS, SERVICE
+from .resources import ATTRIBUTE, DATASOURCE, EDITABLE, PROJECT, PROJECT_SCRIPT_FIELDS, SERVICE, TOKEN_KINDS
 from .tempfiles import owned_prefix
 
-TOKEN_KINDS = ("classic", "personal", "oauth")
 FIRST_ID = 100  # generated ids start here so they look like real ones and never collide across types
 
 # Columns of the classic project resource that older database files lack (added at start-up).
