@@ -302,9 +302,9 @@ def test_a_table_with_many_attributes(client, w, app):
 
 
 def test_attributes_per_table_are_bounded(client, w, monkeypatch):
-    from dcp_emulator import store
+    from dcp_emulator.store import management
 
-    monkeypatch.setattr(store, "MAX_ATTRIBUTES_PER_TABLE", 4)  # the CRM table has 3
+    monkeypatch.setattr(management, "MAX_ATTRIBUTES_PER_TABLE", 4)  # the CRM table has 3
     create_attribute(client, H, w["crm"], "fourth")
     resp = client.post(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
                        json={"name": "fifth", "datatype": "string"}, headers=H)
@@ -316,7 +316,7 @@ def test_a_reset_cannot_land_between_a_profile_writes_checks_and_its_write(app, 
     land in between and give a 500 (KeyError) or leave a row in a table the reset had removed."""
     import threading
 
-    from dcp_emulator import store as store_module
+    from dcp_emulator.store import profiles as store_module
 
     emulator = app.extensions["dcp_emulator"]
     emulator.save_snapshot("no-crm-yet")
