@@ -59,6 +59,22 @@ def read_profile(service_id: int, datasource_id: int, customer_id: str):
     return jsonify(_store().profiles.read_profile(principal().account_id, service_id, datasource_id, _key(customer_id)))
 
 
+@route(bp, _PROFILE, methods=["PUT"])
+def update_profile(service_id: int, datasource_id: int, customer_id: str):
+    """PUT customer_profile/... ("update attributes" in some versions of the vendor's reference): POST's body,
+    merge and answer, with the 202 of every PUT."""
+    body = _data(json_object())
+    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
+    return jsonify(out), 202
+
+
+@route(bp, _PROFILE, methods=["DELETE"])
+def delete_profile(service_id: int, datasource_id: int, customer_id: str):
+    """DELETE customer_profile/...: remove one customer's profile (204, no body)."""
+    _store().profiles.delete_profile(principal().account_id, service_id, datasource_id, _key(customer_id))
+    return "", 204
+
+
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     """POST alias/...: link customer ids of other tables to an Optimizely user id."""

@@ -104,6 +104,19 @@ class Profiles(Backend):
             raise NotFound(f"No profile for customer {customer_id!r} in table {datasource_id}.")
         return self._profile_out(service_id, datasource_id, customer_id, data)
 
+    @operation
+    def delete_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str) -> None:
+        """DELETE customer_profile/...: remove the profile. Aliases to it stay (the vendor's alias API has no
+        delete) and resolve to no data: the consolidated view leaves the profile out."""
+        self._profile_target(account_id, service_id, datasource_id, write=True)
+        _check_customer_id(customer_id)
+        deleted = 0
+        if self.tables._layout(datasource_id).columns:  # no profile table yet: no profile either
+            deleted = self.database.db.execute(f"DELETE FROM {profile_table(datasource_id)} WHERE customer_id = ?",
+                                               (customer_id,)).rowcount
+        if not deleted:
+            raise NotFound(f"No profile for customer {customer_id!r} in table {datasource_id}.")
+
     # ------------------------------------------------------------------ aliases
     def _optimizely_table(self, account_id: int, service_id: int, datasource_id: int) -> dict:
         ds = self.management._service_datasource(account_id, service_id, datasource_id)
