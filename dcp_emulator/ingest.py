@@ -680,8 +680,9 @@ class Ingestor:
                     if self._stopping:
                         return
                     log.exception("ingest of upload %s failed", row["id"])
-                    self.store.uploads.finish_upload(row["id"], "failed", failure="Internal emulator error while "
-                                             f"ingesting ({type(e).__name__}: {e}); this is a bug in dcp-emulator.")
+                    self.store.uploads.finish_upload(row["id"], "failed", failure=(
+                        f"Internal emulator error while ingesting ({type(e).__name__}: {e}); this is a bug in "
+                        "dcp-emulator."))
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
@@ -697,15 +698,15 @@ class Ingestor:
                    if resumed and row["rows_stored"] else "")
         path = os.path.join(self.spool_dir, row["spool"]) if row["spool"] else None
         if not path or not os.path.exists(path):
-            self.store.uploads.finish_upload(upload_id, "failed", failure="The uploaded file's spooled copy is gone (the "
-                                     f"emulator was restarted without it, or its spool directory was cleaned).{partial}"
-                                     " Upload the file again.")
+            self.store.uploads.finish_upload(upload_id, "failed", failure=(
+                "The uploaded file's spooled copy is gone (the emulator was restarted without it, or its spool "
+                f"directory was cleaned).{partial} Upload the file again."))
             return
         target = self.store.uploads.import_target(row["dcp_service_id"], row["datasource_id"])
         if target is None or target["archived"] or target["service_archived"]:
             what = "no longer exists" if target is None else "is archived"
-            self.store.uploads.finish_upload(upload_id, "failed", failure=f"Table {row['datasource_id']} {what}; the upload "
-                                     f"was not applied.{partial}")
+            self.store.uploads.finish_upload(upload_id, "failed", failure=(
+                f"Table {row['datasource_id']} {what}; the upload was not applied.{partial}"))
             self._discard(path)
             return
         if not self.store.uploads.start_upload(upload_id):

@@ -309,8 +309,9 @@ class OAuthServer:
     # ------------------------------------------------------------------ token endpoint
     def _issue(self, client_id: str, account_id: int, refresh_token: str | None) -> str:
         token = secrets.token_urlsafe(32)
-        self.store.credentials.create_token(token, "oauth", account_id, expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
-                                refresh_token=refresh_token, client_id=client_id)
+        self.store.credentials.create_token(token, "oauth", account_id,
+                                            expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
+                                            refresh_token=refresh_token, client_id=client_id)
         return token
 
     def _client(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> dict:

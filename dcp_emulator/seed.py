@@ -350,8 +350,8 @@ class _Applier:
         expires_at = self.timestamp(d, "expires_at", path)
         revoked = self.flag(d, "revoked", path)
         self.store.credentials.create_token(token, kind, account_id, expires_at=expires_at,
-                                refresh_token=self.string(d, "refresh_token", path),
-                                client_id=self.string(d, "client_id", path))
+                                            refresh_token=self.string(d, "refresh_token", path),
+                                            client_id=self.string(d, "client_id", path))
         if revoked:
             self.store.credentials.revoke_token(token)
         self.counts["tokens"] += 1

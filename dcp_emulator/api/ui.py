@@ -133,7 +133,7 @@ def profiles(datasource_id: int):
     prefix = request.args.get("prefix", "")
     after, before = request.args.get("after"), request.args.get("before")
     page = emulator().store.profiles.list_profiles(account_id, ds["dcp_service_id"], datasource_id, prefix=prefix,
-                                          after=after, before=before, limit=PAGE_SIZE)
+                                                   after=after, before=before, limit=PAGE_SIZE)
     rows = page["profiles"]
     # "more" tells whether rows exist beyond the page in the direction we read; the other direction has
     # rows exactly when we came from there.
