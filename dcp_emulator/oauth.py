@@ -132,7 +132,7 @@ def register_app(store: Store, fields: Mapping[str, Any], default_account_id: in
         secret = secrets.token_urlsafe(32)
     uris = _redirect_uris(values["redirect_uris"])
     account_id = default_account_id if values["account_id"] is None else values["account_id"]
-    if account_id not in store.find_account_ids():
+    if account_id not in store.credentials.find_account_ids():
         raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.", field="account_id")
     with store.transaction() as db:
         if db.execute("SELECT 1 FROM oauth_apps WHERE client_id = ?", (client_id,)).fetchone():
@@ -254,7 +254,7 @@ class OAuthServer:
             if isinstance(account_id, str) and account_id.isdigit():
                 account_id = int(account_id)
             if isinstance(account_id, bool) or not isinstance(account_id, int) or \
-                    account_id not in self.store.find_account_ids():
+                    account_id not in self.store.credentials.find_account_ids():
                 raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.",
                                    field="account_id")
             db.execute("DELETE FROM oauth_requests WHERE id = ?", (request_id,))
@@ -281,8 +281,9 @@ class OAuthServer:
     # ------------------------------------------------------------------ token endpoint
     def _issue(self, client_id: str, account_id: int, refresh_token: str | None) -> str:
         token = secrets.token_urlsafe(32)
-        self.store.create_token(token, "oauth", account_id, expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
-                                refresh_token=refresh_token, client_id=client_id)
+        self.store.credentials.create_token(token, "oauth", account_id,
+                                            expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
+                                            refresh_token=refresh_token, client_id=client_id)
         return token
 
     def _client(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> dict:
