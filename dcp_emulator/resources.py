@@ -13,6 +13,7 @@ No Flask and no SQL here: this module is shared by the store, the API layer, see
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ EDITABLE = "editable"  # settable on create and on update
 CREATE_ONLY = "create_only"  # set on create, never changed afterwards (PUT accepts only the current value)
 UPDATE_ONLY = "update_only"  # only PUT changes it (e.g. ``archived: false`` unarchives)
 
+_REGISTRY: dict[str, Resource] = {}  # every description by name (constant data, filled at import)
 _ID_MAX = 2**63 - 1  # SQLite's INTEGER range: every integer field is an id or a count
 _NAME_LIMIT = 255  # names of services, tables, attributes and projects
 _TEXT_LIMIT = 65_536  # free text (descriptions, project JavaScript): well past any real value
@@ -141,6 +143,8 @@ class Field:
         value = row[self.column or self.name]
         if self.type == "boolean" and value is not None:
             return bool(value)
+        if self.type == "array" and isinstance(self.items, str):
+            return [_REGISTRY[self.items].render(item) for item in value]
         return value
 
 
@@ -162,6 +166,7 @@ class Resource:
     immutable_hint: str = ""  # what to do instead of changing a create-only field
 
     def __post_init__(self) -> None:
+        _REGISTRY[self.name] = self  # so a field can list resources of another description by name
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "_omit_null", [f.name for f in self.fields if f.omit_null])
 
@@ -175,7 +180,9 @@ class Resource:
         return [f.name for f in self.fields]
 
     def render(self, row: Mapping[str, Any], **extra: Any) -> dict:
-        """A stored row as the API's JSON object; ``extra`` gives fields the row does not hold (nested lists)."""
+        """A stored row as the API's JSON object (the serializer of the API side). A field listing other
+        resources (a table's attributes) holds their rows and is rendered by their description; ``extra``
+        gives fields the row does not hold."""
         out = {f.name: extra[f.name] if f.name in extra else f.render(row) for f in self.fields}
         for f in self._omit_null:  # type: ignore[attr-defined]
             if out[f] is None:
@@ -217,13 +224,14 @@ class Resource:
                 values[f.name] = f.check(body[f.name])
         return values
 
-    def parse_update(self, body: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
-        """The changes of a PUT body against the resource as rendered now: only fields given with a new value.
+    def parse_update(self, body: Mapping[str, Any], row: Mapping[str, Any]) -> dict:
+        """The changes of a PUT body against the resource's stored row: only fields given with a new value.
 
-        Read-only and create-only fields sent back unchanged are accepted (clients PUT back what they GET);
-        with another value they are refused, naming the field.
+        Read-only and create-only fields sent back unchanged (as the API shows them) are accepted: clients
+        PUT back what they GET. With another value they are refused, naming the field.
         """
         self._check_names(body, update=True)
+        current = self.render(row)
         changes = {}
         for key, value in body.items():
             f = self.field(key)
@@ -497,15 +505,18 @@ UPLOAD = Resource(
         Field("rows_total", "integer", "Data rows read so far."),
         Field("rows_stored", "integer", "Rows applied."),
         Field("rows_rejected", "integer", "Rows refused (see errors)."),
-        Field("errors", "array", "The first rejected rows: line, column, value and reason.", items={
+        Field("errors", "array", "The first rejected rows: line, column, value and reason.",
+              computed=lambda row: json.loads(row["errors"]), items={
             "type": "object", "description": "One rejected row, or a problem of the whole file (line null).",
             "properties": {"line": {"type": ["integer", "null"]}, "column": {"type": ["string", "null"]},
                            "value": {"type": ["string", "null"]}, "reason": {"type": "string"}}}),
-        Field("errors_total", "integer", "Rows rejected, plus one if the whole upload failed."),
+        Field("errors_total", "integer", "Rows rejected, plus one if the whole upload failed.",
+              computed=lambda row: row["rows_rejected"] + (1 if row["failure"] else 0)),
         Field("failure", "string", "Why the whole upload failed (bad header, undecodable file), or null.",
               nullable=True),
         Field("warnings", "array", "Warnings, such as a file name re-used before the earlier upload was "
-              "processed.", items={"type": "string"}),
+              "processed.", items={"type": "string"},
+              computed=lambda row: json.loads(row["warnings"])),
         Field("received_at", "timestamp", "When the object was completed."),
         Field("started_at", "timestamp", "When processing started, or null.", nullable=True),
         Field("finished_at", "timestamp", "When processing finished, or null.", nullable=True),

@@ -565,6 +565,7 @@ def test_project_fields_are_checked_with_a_message_naming_the_field(client, payl
 def test_a_database_file_of_an_older_version_gets_the_classic_project_fields(tmp_path):
     import sqlite3
 
+    from dcp_emulator.resources import PROJECT
     from dcp_emulator.store import Store
 
     path = str(tmp_path / "old.db")
@@ -581,7 +582,7 @@ def test_a_database_file_of_an_older_version_gets_the_classic_project_fields(tmp
     conn.close()
     store = Store(path)  # the migration runs when the store opens the file
     try:
-        projects = store.management.list_projects(1001)
+        projects = [PROJECT.render(p) for p in store.management.list_projects(1001)]
     finally:
         store.close()
     assert [(p["project_name"], p["project_status"]) for p in projects] == \

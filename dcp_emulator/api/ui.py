@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from ..bulk import IMPORT_BUCKET
 from ..errors import DcpError, InvalidField, NotFound
+from ..resources import DATASOURCE, SERVICE, UPLOAD
 from . import emulator, same_origin_only
 
 bp = Blueprint("ui", __name__, template_folder="../templates", static_folder="../static/ui",
@@ -85,7 +86,7 @@ def _owner(entity_id: int, what: str) -> int:
 
 def _table(datasource_id: int) -> tuple[int, dict]:
     account_id = _owner(datasource_id, "table (datasource)")
-    return account_id, emulator().store.management.get_datasource(account_id, datasource_id)
+    return account_id, DATASOURCE.render(emulator().store.management.get_datasource(account_id, datasource_id))
 
 
 def _done(endpoint: str, done: str, **values: Any) -> Response:
@@ -100,10 +101,11 @@ def overview():
     store = emulator().store
     accounts = store.credentials.list_accounts()
     for account in accounts:
-        account["services"] = store.management.list_services(account["id"])
+        account["services"] = [SERVICE.render(s) for s in store.management.list_services(account["id"])]
         for service in account["services"]:
-            service["tables"] = store.management.list_datasources(account["id"], service["id"])
-    uploads = store.uploads.list_uploads()[-5:][::-1]
+            service["tables"] = [DATASOURCE.render(t) for t in
+                                 store.management.list_datasources(account["id"], service["id"])]
+    uploads = [UPLOAD.render(u) for u in store.uploads.list_uploads()[-5:][::-1]]
     return _page("overview", accounts=accounts, uploads=uploads, seed_status=emulator().seed_status)
 
 
@@ -112,8 +114,8 @@ def service(service_id: int):
     """A DCP service: its keys, its tables and the Optimizely user lookup."""
     account_id = _owner(service_id, "DCP service")
     store = emulator().store
-    svc = store.management.get_service(account_id, service_id)
-    tables = store.management.list_datasources(account_id, service_id)
+    svc = SERVICE.render(store.management.get_service(account_id, service_id))
+    tables = [DATASOURCE.render(t) for t in store.management.list_datasources(account_id, service_id)]
     return _page("service", service=svc, tables=tables, bucket=IMPORT_BUCKET)
 
 
@@ -121,7 +123,7 @@ def service(service_id: int):
 def table(datasource_id: int):
     """A table: attributes, S3 path and keys, template CSV, upload form, its uploads, profile search."""
     _account_id, ds = _table(datasource_id)
-    uploads = emulator().store.uploads.list_uploads(datasource_id)[-10:][::-1]
+    uploads = [UPLOAD.render(u) for u in emulator().store.uploads.list_uploads(datasource_id)[-10:][::-1]]
     return _page("table", table=ds, uploads=uploads, bucket=IMPORT_BUCKET, host=request.host_url.rstrip("/"))
 
 
@@ -168,8 +170,8 @@ def user(service_id: int, user_id: str):
     """An Optimizely user: the consolidated customer view and the aliases behind it."""
     account_id = _owner(service_id, "DCP service")
     store = emulator().store
-    svc = store.management.get_service(account_id, service_id)
-    tables = {t["id"]: t for t in store.management.list_datasources(account_id, service_id)}
+    svc = SERVICE.render(store.management.get_service(account_id, service_id))
+    tables = {t["id"]: DATASOURCE.render(t) for t in store.management.list_datasources(account_id, service_id)}
     optimizely = next((t for t in tables.values() if t["is_optimizely"]), None)
     aliases: dict[str, str] = {}
     if optimizely is not None:
@@ -185,14 +187,14 @@ def user(service_id: int, user_id: str):
 @bp.route("/uploads", methods=["GET"])
 def uploads():
     """Upload History, newest first."""
-    history = emulator().store.uploads.list_uploads()[::-1]
+    history = [UPLOAD.render(u) for u in emulator().store.uploads.list_uploads()[::-1]]
     return _page("uploads", uploads=history, running=any(u["status"] in RUNNING for u in history))
 
 
 @bp.route("/uploads/<int:upload_id>", methods=["GET"])
 def upload(upload_id: int):
     """One upload: status, counts, timing, row errors, failure; refreshed live while it runs."""
-    found = emulator().store.uploads.get_upload(upload_id)
+    found = UPLOAD.render(emulator().store.uploads.get_upload(upload_id))
     return _page("upload", upload=found, running=found["status"] in RUNNING)
 
 

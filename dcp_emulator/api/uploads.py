@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
+from ..resources import UPLOAD
 from . import emulator, optional_json_object, route, same_origin_only
 
 bp = Blueprint("uploads", __name__)
@@ -50,7 +51,7 @@ def list_uploads():
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidField(f"limit must be between 1 and {MAX_PAGE}, got {limit}.", field="limit")
     page = emulator().store.uploads.list_uploads(datasource_id, after=after, limit=limit + 1)
-    resp = jsonify(page[:limit])
+    resp = jsonify([UPLOAD.render(u) for u in page[:limit]])
     if len(page) > limit:
         query = {"after": page[limit - 1]["id"], "limit": limit}
         if datasource_id is not None:
@@ -62,7 +63,7 @@ def list_uploads():
 @route(bp, "/uploads/<int:upload_id>", methods=["GET"])
 def get_upload(upload_id: int):
     """One upload of the history."""
-    return jsonify(emulator().store.uploads.get_upload(upload_id))
+    return jsonify(UPLOAD.render(emulator().store.uploads.get_upload(upload_id)))
 
 
 @route(bp, "/uploads/wait", methods=["POST"])
@@ -94,7 +95,7 @@ def wait_for_uploads():
     for upload in emu.store.uploads.list_uploads(after=cursor):  # bounded by the history size
         if upload["status"] in ("pending", "processing"):
             break  # arrived after the queue went idle: the next wait reports it
-        uploads.append(upload)
+        uploads.append(UPLOAD.render(upload))
     if uploads and after is None:
         emu.ingestor.wait_cursor = max(emu.ingestor.wait_cursor, uploads[-1]["id"])
     return jsonify({"status": "idle", "uploads": uploads})

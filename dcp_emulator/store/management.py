@@ -38,12 +38,12 @@ class Management(Backend):
     def list_services(self, account_id: int) -> list[dict]:
         """GET dcp_services: every service of the account."""
         rows = self.database._all("SELECT * FROM dcp_services WHERE account_id = ? ORDER BY id", (account_id,))
-        return [SERVICE.render(r) for r in rows]
+        return rows
 
     @read_operation
     def get_service(self, account_id: int, service_id: int) -> dict:
         """GET dcp_services/{id}."""
-        return SERVICE.render(self._service_row(account_id, service_id))
+        return self._service_row(account_id, service_id)
 
     @operation
     def create_service(self, account_id: int, fields: dict, *, enforce_limit: bool = True, **given: Any) -> dict:
@@ -76,7 +76,7 @@ class Management(Backend):
         db = self.database.db
         # read, checked and written in one state: a racing DELETE cannot be undone
         row = self._service_row(account_id, service_id)
-        changes = SERVICE.parse_update(fields, SERVICE.render(row))
+        changes = SERVICE.parse_update(fields, row)
         archived = changes.get("archived", bool(row["archived"]))
         if row["archived"] and archived:
             raise Archived(f"DCP service {service_id} is archived; archived services can be read but not "
@@ -127,9 +127,10 @@ class Management(Backend):
             raise NotFound(f"No table (datasource) with id {datasource_id}{where}.")
         return row
 
-    def _datasource_out(self, row: dict) -> dict:
+    def _with_attributes(self, row: dict) -> dict:
+        """A table's row with its attribute rows (archived ones too), as the API shows a table."""
         attrs = self.database._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (row["id"],))
-        return DATASOURCE.render(row, attributes=[ATTRIBUTE.render(a) for a in attrs])
+        return {**row, "attributes": attrs}
 
     def _insert_datasource(self, service_id: int, values: dict, *,
                            is_optimizely: bool = False, given: dict | None = None) -> int:
@@ -152,12 +153,12 @@ class Management(Backend):
         """GET dcp_services/{id}/dcp_datasources."""
         self._service_row(account_id, service_id)
         rows = self.database._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (service_id,))
-        return [self._datasource_out(r) for r in rows]
+        return [self._with_attributes(r) for r in rows]
 
     @read_operation
     def get_datasource(self, account_id: int, datasource_id: int) -> dict:
         """GET dcp_datasources/{id}."""
-        return self._datasource_out(self._datasource_row(account_id, datasource_id))
+        return self._with_attributes(self._datasource_row(account_id, datasource_id))
 
     @operation
     def create_datasource(self, account_id: int, service_id: int, fields: dict, **given: Any) -> dict:
@@ -176,7 +177,7 @@ class Management(Backend):
         unarchives."""
         db = self.database.db
         row = self._datasource_row(account_id, datasource_id)
-        changes = DATASOURCE.parse_update(fields, self._datasource_out(row))
+        changes = DATASOURCE.parse_update(fields, self._with_attributes(row))
         archived = changes.pop("archived", bool(row["archived"]))
         if row.get("service_archived"):
             raise Archived(f"DCP service {row['dcp_service_id']} is archived; its tables can be read but not "
@@ -238,12 +239,12 @@ class Management(Backend):
         """GET dcp_datasources/{id}/dcp_datasource_attributes."""
         self._datasource_row(account_id, datasource_id)
         rows = self.database._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
-        return [ATTRIBUTE.render(r) for r in rows]
+        return rows
 
     @read_operation
     def get_attribute(self, account_id: int, attribute_id: int) -> dict:
         """GET dcp_datasource_attributes/{id}."""
-        return ATTRIBUTE.render(self._attribute_row(account_id, attribute_id))
+        return self._attribute_row(account_id, attribute_id)
 
     @operation
     def create_attribute(self, account_id: int, datasource_id: int, fields: dict, **given: Any) -> dict:
@@ -288,7 +289,7 @@ class Management(Backend):
         """PUT dcp_datasource_attributes/{id}: edit description/is_value_public, or unarchive."""
         db = self.database.db
         row = self._attribute_row(account_id, attribute_id)
-        changes = ATTRIBUTE.parse_update(fields, ATTRIBUTE.render(row))
+        changes = ATTRIBUTE.parse_update(fields, row)
         self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
         archived = changes.pop("archived", bool(row["archived"]))
         if row["archived"] and archived and changes:
@@ -331,13 +332,12 @@ class Management(Backend):
     @read_operation
     def list_projects(self, account_id: int) -> list[dict]:
         """GET projects."""
-        return [PROJECT.render(r) for r in
-                self.database._all("SELECT * FROM projects WHERE account_id = ? ORDER BY id", (account_id,))]
+        return self.database._all("SELECT * FROM projects WHERE account_id = ? ORDER BY id", (account_id,))
 
     @read_operation
     def get_project(self, account_id: int, project_id: int) -> dict:
         """GET projects/{id}."""
-        return PROJECT.render(self._project_row(account_id, project_id))
+        return self._project_row(account_id, project_id)
 
     @operation
     def create_project(self, account_id: int, fields: dict, **given: Any) -> dict:
@@ -358,7 +358,7 @@ class Management(Backend):
         or link/unlink a DCP service."""
         db = self.database.db
         row = self._project_row(account_id, project_id)
-        changes = PROJECT.parse_update(fields, PROJECT.render(row))
+        changes = PROJECT.parse_update(fields, row)
         if "dcp_service_id" in changes:
             self._check_project_service(account_id, changes["dcp_service_id"])
         bump = any(k in PROJECT_SCRIPT_FIELDS for k in changes)

@@ -58,18 +58,6 @@ class Uploads(Backend):
                        (upload_id, self.history_size))
         return self.get_upload(upload_id)
 
-    @staticmethod
-    def _upload_out(row: dict) -> dict:
-        return {
-            "id": row["id"], "dcp_service_id": row["dcp_service_id"], "datasource_id": row["datasource_id"],
-            "key": row["key"], "file_name": row["file_name"], "size_bytes": row["size_bytes"],
-            "status": row["status"], "rows_total": row["rows_total"], "rows_stored": row["rows_stored"],
-            "rows_rejected": row["rows_rejected"], "errors": json.loads(row["errors"]),
-            "errors_total": row["rows_rejected"] + (1 if row["failure"] else 0),
-            "failure": row["failure"], "warnings": json.loads(row["warnings"]),
-            "received_at": row["received_at"], "started_at": row["started_at"], "finished_at": row["finished_at"],
-        }
-
     @read_operation
     def list_uploads(self, datasource_id: int | None = None, *, after: int = 0, limit: int = -1) -> list[dict]:
         """Upload History: the uploads (or one table's) with an id above ``after``, oldest first, at most
@@ -79,7 +67,7 @@ class Uploads(Backend):
         else:
             rows = self.database._all("SELECT * FROM uploads WHERE datasource_id = ? AND id > ? ORDER BY id LIMIT ?",
                                       (datasource_id, after, limit))
-        return [self._upload_out(r) for r in rows]
+        return rows  # stored rows: resources.UPLOAD renders them
 
     @read_operation
     def get_upload(self, upload_id: int) -> dict:
@@ -87,7 +75,7 @@ class Uploads(Backend):
         row = self.database._one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
         if row is None:
             raise NotFound(f"No upload with id {upload_id}.")
-        return self._upload_out(row)
+        return row
 
     @read_operation
     def next_upload_to_process(self) -> dict | None:
