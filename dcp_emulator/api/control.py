@@ -8,7 +8,6 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import openapi
 from ..bulk import IMPORT_BUCKET
 from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
 from ..resources import RESET, SNAPSHOT
@@ -53,6 +52,8 @@ def info():
 @route(bp, "/openapi.json", methods=["GET"])
 def openapi_document():
     """The OpenAPI 3.1 document of the vendor APIs and of this control plane."""
+    from .. import openapi  # built on first request only: no start-up cost
+
     return jsonify(openapi.document(current_app))
 
 
