@@ -127,6 +127,18 @@ class InjectedError(DcpError):
         self.status = status
 
 
+class OAuthError(DcpError):
+    """An RFC 6749 error of the token endpoint: ``{"error": code, "error_description": message}``."""
+
+    def __init__(self, error: str, description: str, status: int = 400, headers: dict[str, str] | None = None):
+        super().__init__(description, headers=headers)
+        self.code, self.status = error, status
+
+    def to_dict(self) -> dict:
+        """The RFC 6749 body (the handler adds the request id)."""
+        return {"error": self.code, "error_description": self.message}
+
+
 class InternalError(DcpError):
     """An unexpected failure inside the emulator; always a bug worth reporting."""
 

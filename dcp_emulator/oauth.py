@@ -16,36 +16,23 @@ from __future__ import annotations
 import datetime as _dt
 import hmac
 import ipaddress
-import json
 import secrets
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from .clock import format_timestamp
-from .errors import DcpError, InvalidField, NotFound
+from .errors import InvalidField, NotFound, OAuthError
 from .resources import OAUTH_APP, OAUTH_TEXT_LIMIT
 from .store import Store
+from .store.oauth import ACCESS_TOKEN_SECONDS, CODE_SECONDS, REQUEST_SECONDS
 
-ACCESS_TOKEN_SECONDS = 7200  # the vendor's access token lifetime
-CODE_SECONDS = 600  # authorization codes are single-use and expire after 10 minutes
-REQUEST_SECONDS = 600  # a consent page left open longer must be reloaded
+__all__ = ["ACCESS_TOKEN_SECONDS", "CODE_SECONDS", "REQUEST_SECONDS", "OAuthError"]  # used by the API and tests
+
 SCOPE = "all"  # the vendor's only scope
 RESPONSE_TYPES = ("code", "token")
 GRANT_TYPES = ("authorization_code", "refresh_token")
 _LOOPBACK_HOSTS = ("localhost",)
-
-
-class OAuthError(DcpError):
-    """An RFC 6749 error of the token endpoint: ``{"error": code, "error_description": message}``."""
-
-    def __init__(self, error: str, description: str, status: int = 400, headers: dict[str, str] | None = None):
-        super().__init__(description, headers=headers)
-        self.code, self.status = error, status
-
-    def to_dict(self) -> dict:
-        """The RFC 6749 body (the handler adds the request id)."""
-        return {"error": self.code, "error_description": self.message}
 
 
 class AuthorizeError(Exception):
@@ -130,53 +117,36 @@ def register_app(store: Store, fields: Mapping[str, Any], default_account_id: in
                            "register a confidential client.", field="client_secret")
     if client_type == "confidential" and secret is None:
         secret = secrets.token_urlsafe(32)
-    uris = _redirect_uris(values["redirect_uris"])
     account_id = default_account_id if values["account_id"] is None else values["account_id"]
-    if account_id not in store.credentials.find_account_ids():
-        raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.", field="account_id")
-    with store.transaction() as db:
-        if db.execute("SELECT 1 FROM oauth_apps WHERE client_id = ?", (client_id,)).fetchone():
-            raise InvalidField(f"An application with client_id {client_id!r} is already registered.",
-                               field="client_id")
-        db["oauth_apps"].insert({"client_id": client_id, "client_secret": secret, "name": values["name"],
-                                 "redirect_uris": json.dumps(uris), "client_type": client_type,
-                                 "account_id": account_id})
-    return get_app(store, client_id)
-
-
-def _app_out(row: dict) -> dict:
-    return OAUTH_APP.render({**row, "redirect_uris": json.loads(row["redirect_uris"])})
+    return OAUTH_APP.render(store.oauth.register_app({
+        "client_id": client_id, "client_secret": secret, "name": values["name"],
+        "redirect_uris": _redirect_uris(values["redirect_uris"]), "client_type": client_type,
+        "account_id": account_id}))
 
 
 def get_app(store: Store, client_id: str) -> dict:
     """One registered application (NotFound when there is none)."""
-    row = store._one("SELECT * FROM oauth_apps WHERE client_id = ?", (client_id,))
+    row = store.oauth.find_app(client_id)
     if row is None:
         raise NotFound(f"No OAuth application with client_id {client_id!r}.", field="client_id")
-    return _app_out(row)
+    return OAUTH_APP.render(row)
 
 
 def list_apps(store: Store) -> list[dict]:
     """Every registered application in registration order, as a seed lists them (secrets included)."""
-    return [_app_out(r) for r in store._all("SELECT * FROM oauth_apps ORDER BY rowid")]
+    return [OAUTH_APP.render(r) for r in store.oauth.list_apps()]
 
 
 def account_choices(store: Store) -> list[dict]:
     """Every account ({id, name}, in id order): the consent page lets the user grant any of them."""
-    return store._all("SELECT id, name FROM accounts ORDER BY id")
+    return [{"id": a["id"], "name": a["name"]} for a in store.credentials.list_accounts()]
 
 
 def revoke(store: Store, client_id: str, account_id: int) -> dict:
     """What the user does in "API Access" settings: the app loses its access to the account. Its access
     tokens are then refused (403) everywhere, its refresh tokens at /oauth2/token (403), and unused
     codes cannot be exchanged."""
-    get_app(store, client_id)
-    with store.transaction() as db:
-        tokens = db.execute("UPDATE tokens SET revoked = 1 WHERE client_id = ? AND account_id = ? AND revoked = 0",
-                            (client_id, account_id)).rowcount
-        codes = db.execute("UPDATE oauth_codes SET used = 1 WHERE client_id = ? AND account_id = ? AND used = 0",
-                           (client_id, account_id)).rowcount
-    return {"client_id": client_id, "account_id": account_id, "revoked_tokens": tokens, "revoked_codes": codes}
+    return store.oauth.revoke(client_id, account_id)
 
 
 # ---------------------------------------------------------------------- the flows
@@ -194,11 +164,11 @@ class OAuthServer:
         if not client_id:
             raise AuthorizeError("invalid_request", "client_id is required: the client ID of your registered "
                                                     "application.")
-        row = self.store._one("SELECT * FROM oauth_apps WHERE client_id = ?", (client_id,))
+        row = self.store.oauth.find_app(client_id)
         if row is None:
             raise AuthorizeError("invalid_client", f"Unknown client_id {client_id!r}: no application is registered "
                                                    "with this client ID.")
-        app = _app_out(row)
+        app = OAUTH_APP.render(row)
         uri = params.get("redirect_uri")
         if not uri:
             raise AuthorizeError("invalid_request", "redirect_uri is required and must be one of the application's "
@@ -229,16 +199,12 @@ class OAuthServer:
                    "response_type": response_type, "state": params.get("state"),
                    "created": format_timestamp(now),
                    "expires_at": format_timestamp(now + _dt.timedelta(seconds=REQUEST_SECONDS))}
-        with self.store.transaction() as db:
-            # Requests nobody decided on within their lifetime are dropped as new ones come in.
-            db.execute("DELETE FROM oauth_requests WHERE expires_at < ?", (pending["created"],))
-            db["oauth_requests"].insert(pending)
+        self.store.oauth.add_request(pending)
         return {**pending, "app": app, "scope": SCOPE}
 
     def pending_authorizations(self) -> list[dict]:
         """Authorization requests awaiting a decision, oldest first."""
-        rows = self.store._all("SELECT r.*, a.name AS app_name FROM oauth_requests r JOIN oauth_apps a "
-                               "USING (client_id) WHERE r.expires_at > ? ORDER BY r.rowid", (self.store.now(),))
+        rows = self.store.oauth.pending_requests()
         return [{"id": r["id"], "client_id": r["client_id"], "app_name": r["app_name"],
                  "redirect_uri": r["redirect_uri"], "response_type": r["response_type"], "state": r["state"],
                  "scope": SCOPE, "created": r["created"], "expires_at": r["expires_at"]} for r in rows]
@@ -246,46 +212,12 @@ class OAuthServer:
     def decide(self, request_id: str, account_id: Any, accept: bool) -> dict:
         """The user's decision on a pending request, for ``account_id``: where the browser goes next
         (``redirect_to``) and the parameters it carries (code, or token, or error)."""
-        with self.store.transaction() as db:
-            row = self.store._one("SELECT * FROM oauth_requests WHERE id = ?", (request_id,))
-            if row is None:
-                raise NotFound("This authorization request is unknown or was already decided; start again from the "
-                               "application's authorization URL.", field="authorization")
-            if isinstance(account_id, str) and account_id.isdigit():
-                account_id = int(account_id)
-            if isinstance(account_id, bool) or not isinstance(account_id, int) or \
-                    account_id not in self.store.credentials.find_account_ids():
-                raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.",
-                                   field="account_id")
-            db.execute("DELETE FROM oauth_requests WHERE id = ?", (request_id,))
-            if self.store.clock.is_past(row["expires_at"]):
-                raise NotFound(f"This authorization request expired at {row['expires_at']} (requests wait "
-                               f"{REQUEST_SECONDS // 60} minutes for a decision); start again from the application's "
-                               "authorization URL.", field="authorization")
-            fragment = row["response_type"] == "token"
-            if not accept:
-                params: dict[str, Any] = {"error": "access_denied", "state": row["state"]}
-            elif fragment:
-                token = self._issue(row["client_id"], account_id, refresh_token=None)
-                params = {"access_token": token, "token_type": "bearer", "state": row["state"],
-                          "expires_in": str(ACCESS_TOKEN_SECONDS)}
-            else:
-                params = {"code": secrets.token_urlsafe(24), "state": row["state"]}
-                db["oauth_codes"].insert({"code": params["code"], "client_id": row["client_id"],
-                                          "account_id": account_id, "redirect_uri": row["redirect_uri"],
-                                          "expires_at": self.store.clock.timestamp(CODE_SECONDS), "used": 0})
-        params = {k: v for k, v in params.items() if v is not None}
+        row, params = self.store.oauth.decide(request_id, account_id, accept)
+        fragment = row["response_type"] == "token"
         return {"redirect_to": with_params(row["redirect_uri"], params, fragment), "response_type": row["response_type"],
-                "account_id": account_id, "accepted": bool(accept), "params": params}
+                "account_id": row["account_id"], "accepted": bool(accept), "params": params}
 
     # ------------------------------------------------------------------ token endpoint
-    def _issue(self, client_id: str, account_id: int, refresh_token: str | None) -> str:
-        token = secrets.token_urlsafe(32)
-        self.store.credentials.create_token(token, "oauth", account_id,
-                                            expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
-                                            refresh_token=refresh_token, client_id=client_id)
-        return token
-
     def _client(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> dict:
         """The authenticated client (client_id/client_secret in the parameters, or HTTP Basic)."""
         client_id, secret = params.get("client_id"), params.get("client_secret")
@@ -298,7 +230,7 @@ class OAuthServer:
         if not client_id:
             raise OAuthError("invalid_client", "client_id is required (with the client_secret of a confidential "
                                                "client).", 401, challenge)
-        row = self.store._one("SELECT * FROM oauth_apps WHERE client_id = ?", (client_id,))
+        row = self.store.oauth.find_app(client_id)
         if row is None:
             raise OAuthError("invalid_client", f"Unknown client_id {client_id!r}: no application is registered "
                                                "with this client ID.", 401, challenge)
@@ -328,56 +260,17 @@ class OAuthServer:
         code = params.get("code")
         if not code:
             raise OAuthError("invalid_request", "code is required: the code your redirect URI received.")
-        with self.store.transaction() as db:
-            row = self.store._one("SELECT * FROM oauth_codes WHERE code = ?", (code,))
-            if row is None:
-                raise OAuthError("invalid_grant", "Unknown authorization code.")
-            if row["used"]:
-                # RFC 6749 4.1.2: a code used twice may have been stolen; what it granted is withdrawn. This
-                # write must be kept, so the refusal is raised after the transaction commits.
-                db.execute("UPDATE tokens SET revoked = 1 WHERE refresh_token = ?", (row["refresh_token"],))
-            else:
-                access, refresh = self._exchange(db, client, row, params)
-        if row["used"]:
+        tokens = self.store.oauth.redeem_code(code, client["client_id"], params.get("redirect_uri"))
+        if tokens is None:
             raise OAuthError("invalid_grant", "The authorization code was already used (codes are single-use); "
                                               "the tokens issued for it are revoked.")
+        access, refresh = tokens
         return {"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS, "token_type": "bearer",
                 "refresh_token": refresh}
-
-    def _exchange(self, db: Any, client: dict, row: dict, params: Mapping[str, str]) -> tuple[str, str]:
-        """Check an unused code against the request and issue its tokens: (access, refresh)."""
-        if self.store.clock.is_past(row["expires_at"]):
-            raise OAuthError("invalid_grant", f"The authorization code expired at {row['expires_at']} (codes "
-                                              f"are valid {CODE_SECONDS // 60} minutes).")
-        if row["client_id"] != client["client_id"]:
-            raise OAuthError("invalid_grant", "The authorization code was issued to another client.")
-        uri = params.get("redirect_uri")
-        if not uri:
-            raise OAuthError("invalid_request", "redirect_uri is required: the same redirect URI as in the "
-                                                "authorization request.")
-        if uri != row["redirect_uri"]:
-            raise OAuthError("invalid_grant", f"redirect_uri {uri!r} does not match the redirect URI of the "
-                                              f"authorization request ({row['redirect_uri']!r}).")
-        refresh = secrets.token_urlsafe(32)
-        access = self._issue(client["client_id"], row["account_id"], refresh_token=refresh)
-        db.execute("UPDATE oauth_codes SET used = 1, refresh_token = ? WHERE code = ?", (refresh, row["code"]))
-        return access, refresh
 
     def _refresh_grant(self, client: dict, params: Mapping[str, str]) -> dict:
         refresh = params.get("refresh_token")
         if not refresh:
             raise OAuthError("invalid_request", "refresh_token is required.")
-        with self.store.transaction():
-            row = self.store._one("SELECT client_id, account_id, MIN(revoked) AS all_revoked FROM tokens "
-                                  "WHERE refresh_token = ? AND kind = 'oauth' GROUP BY client_id, account_id",
-                                  (refresh,))
-            if row is None:
-                raise OAuthError("invalid_grant", "Unknown refresh token.")
-            if row["client_id"] != client["client_id"]:
-                raise OAuthError("invalid_grant", "The refresh token was issued to another client.")
-            if row["all_revoked"]:  # every access token of the grant is revoked: the user revoked the application
-                raise OAuthError("invalid_grant", "The user revoked this application's access to the account; "
-                                                  "send them through the authorization flow again.", 403)
-            access = self._issue(client["client_id"], row["account_id"], refresh_token=refresh)
+        access = self.store.oauth.refresh(refresh, client["client_id"])
         return {"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS, "token_type": "bearer"}
-

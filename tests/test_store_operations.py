@@ -13,6 +13,7 @@ from dcp_emulator.resources import Resource
 from dcp_emulator.store import Store
 from dcp_emulator.store.credentials import Credentials
 from dcp_emulator.store.management import Management
+from dcp_emulator.store.oauth import OAuthStore
 from dcp_emulator.store.profile_tables import ProfileTables
 from dcp_emulator.store.profiles import Profiles
 from dcp_emulator.store.uploads import Uploads
@@ -21,7 +22,7 @@ WRITES = ("create_", "update_", "delete_", "write_", "record_", "start_", "finis
           "upsert_", "sync_")
 
 
-@pytest.mark.parametrize("backend", [Management, Profiles, Uploads, Credentials, ProfileTables])
+@pytest.mark.parametrize("backend", [Management, Profiles, Uploads, Credentials, OAuthStore, ProfileTables])
 def test_every_public_backend_method_is_an_operation(backend):
     """The rule is a decorator, not discipline: a new public method without one fails here."""
     for name, method in inspect.getmembers(backend, inspect.isfunction):

@@ -7,6 +7,7 @@ transactions, snapshots, reset) and holds the backends, each named after what it
 - ``store.profiles``: profile reads and writes, aliases, the consolidated view (profiles.py);
 - ``store.uploads``: bulk-upload targets and the Upload History (uploads.py);
 - ``store.credentials``: accounts, API tokens, AWS key pairs (credentials.py);
+- ``store.oauth``: OAuth applications, authorization requests, codes and grants (oauth.py);
 - ``store.profile_tables``: the wide per-table profile storage they share (profile_tables.py).
 
 The store never imports Flask. Each public backend method is one operation (``db.operation``): one
@@ -19,6 +20,7 @@ from ..clock import Clock
 from .credentials import TOKEN_KINDS, Credentials, aws_key_pair
 from .db import Database, Snapshot, now
 from .management import OPTIMIZELY_TABLE, Management
+from .oauth import OAuthStore
 from .profile_tables import ProfileTables, column_decl, from_column, profile_table, to_column, value_column
 from .profiles import MAX_CUSTOMER_ID_LENGTH, PatchError, Profiles, profile_patch
 from .uploads import Uploads
@@ -39,3 +41,4 @@ class Store(Database):
         self.profiles = Profiles(self, self.profile_tables, self.management)
         self.uploads = Uploads(self, self.profile_tables, upload_history_size)
         self.credentials = Credentials(self)
+        self.oauth = OAuthStore(self, self.credentials)
