@@ -223,18 +223,27 @@ class UndocumentedRoute(RuntimeError):
     """A route of the app has no entry in OPERATIONS (every API route must be documented)."""
 
 
-_cache: dict[int, dict] = {}
+_cache: dict[tuple, dict] = {}
 _lock = threading.Lock()
 
 
-def document(app: Any) -> dict:
-    """The OpenAPI 3.1 document of ``app``'s APIs (built once per app; callers get a copy to change freely)."""
-    key = id(app.url_map)
+def document(app: Any, *, shared: bool = False) -> dict:
+    """The OpenAPI 3.1 document of ``app``'s APIs (built once per app; callers get a copy to change freely,
+    or with ``shared=True`` the cached one, never to be changed)."""
+    # Keyed by what the document is built from, not by the app: every app create_app builds has the same
+    # routes, so they share one document (an id() key would build one per app, kept forever, and could
+    # hand a new app the document of a dead one whose id it reuses).
+    key = tuple(sorted((r.rule, r.endpoint, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()))
     with _lock:
         doc = _cache.get(key)
         if doc is None:
             doc = _cache[key] = build(app.url_map.iter_rules())
-    return copy.deepcopy(doc)
+    return doc if shared else copy.deepcopy(doc)
+
+
+def template(rule: str) -> str:
+    """The document's path template of a werkzeug URL rule (``<int:id>`` -> ``{id}``)."""
+    return _path_and_params(rule)[0]
 
 
 def _path_and_params(rule: str) -> tuple[str, list[dict]]:
