@@ -64,6 +64,9 @@ class Op:
     errors: tuple[int, ...] = ()  # error statuses besides the family's
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, schema, description)
     headers: dict | None = None  # success response headers
+    # Bodies besides the defaults: (status, content type, schema) replaces the schema of that status and type
+    # (the Error envelope, for an error status) or adds it (a second content type, a status of its own).
+    responses: tuple[tuple[int, str, dict], ...] = ()
 
 
 _PROFILE_BODY = {"type": "object", "required": ["data"], "additionalProperties": False,
@@ -84,6 +87,11 @@ _OAUTH_APP = obj("A registered OAuth 2.0 application.", ("client_id", "name", "r
 _CLOCK = obj("The emulator's clock.", ("now", "offset_seconds", "real_time"), now="string",
              offset_seconds="number", real_time="boolean")
 _ANY = {"type": "object"}
+_READINESS = obj("Readiness.", ("status", "parts"), status="string", parts="object")
+_ERROR = {"$ref": "#/components/schemas/Error"}
+# The token endpoint's refusals are RFC 6749 5.2 bodies; routing and body-size errors there are the envelope.
+_OAUTH_ERROR = {"anyOf": [{"$ref": "#/components/schemas/OAuthError"}, _ERROR]}
+_HTML = {"type": "string", "description": "An HTML page."}
 
 # What each endpoint (Flask endpoint name) takes and answers. Statuses of the vendor APIs follow the vendor:
 # GET 200, POST 201 (the created entity), PUT 202 (the updated entity), DELETE 204 (no body).
@@ -134,16 +142,20 @@ OPERATIONS: dict[str, Op] = {
     # ---------------------------------------------------------------- OAuth 2.0
     "oauth.authorize": Op("The consent page (GET), or the user's decision posted from it", response=None,
                           content_type="text/html", request_types=("application/x-www-form-urlencoded",),
-                          request=_ANY, body_required=False, errors=(302, 303)),
+                          request=_ANY, body_required=False, errors=(302, 303),
+                          # an untrustworthy client or redirect URI, a form posted from another site: shown to
+                          # the user as a page, never redirected
+                          responses=((400, "text/html", _HTML), (403, "text/html", _HTML))),
     "oauth.token": Op("Exchange an authorization code or a refresh token for an access token",
                       response=obj("RFC 6749 5.1 token response.", ("access_token", "token_type", "expires_in"),
                                    access_token="string", token_type="string", expires_in="integer",
                                    refresh_token="string", scope="string"),
                       request_types=("application/x-www-form-urlencoded",), request=_ANY, body_required=False,
-                      errors=(400, 401)),
+                      errors=(400, 401),
+                      responses=((400, JSON, _OAUTH_ERROR), (401, JSON, _OAUTH_ERROR), (403, JSON, _OAUTH_ERROR))),
     # ---------------------------------------------------------------- the control plane
-    "control.health": Op("Readiness of every part (503 until ready)", response=obj(
-        "Readiness.", ("status", "parts"), status="string", parts="object"), errors=(503,)),
+    "control.health": Op("Readiness of every part (503 until ready)", response=_READINESS,
+                         responses=((503, JSON, {"anyOf": [_READINESS, _ERROR]}),)),
     "control.info": Op("URLs, default account and tokens, version", response=obj(
         "How to talk to this emulator.", ("version", "base_url", "rest_api_url", "profile_api_url",
                                           "s3_endpoint_url", "import_bucket", "tokens"),
@@ -165,7 +177,8 @@ OPERATIONS: dict[str, Op] = {
         id="integer", kind="string", aws_access_key="string", aws_secret_key="string", prefix="string")),
     "control.state": Op("The whole state as a seed (YAML, or JSON with ?format=json)", response=_ANY,
                         content_type="application/yaml",
-                        query=(("format", {"type": "string", "enum": ["yaml", "json"]}, "yaml (default) or json."),)),
+                        query=(("format", {"type": "string", "enum": ["yaml", "json"]}, "yaml (default) or json."),),
+                        responses=((200, JSON, _ANY),)),
     "control.list_snapshots": Op("Names of the saved snapshots", response=obj(
         "Snapshot names.", ("snapshots",), snapshots={"type": "array", "items": {"type": "string"}})),
     "control.save_snapshot": Op("Save the current state under a name", 201, obj("The name.", ("name",),
@@ -300,7 +313,12 @@ def build(rules: Any) -> dict:
                 ok["content"] = {op.content_type: {"schema": op.response or {"type": "string"}}}
             errors = set(_VENDOR_ERRORS if blueprint in ("management", "profiles") else _CONTROL_ERRORS)
             errors |= set(op.errors) | (set(_BODY_ERRORS) if has_body else set())
+            if not vendor and method != "GET":
+                errors.add(415)  # the control plane refuses any write whose body a web page could forge
             entry["responses"] = {str(op.status): ok, **{str(s): _error_response(s) for s in sorted(errors)}}
+            for status, content_type, schema in op.responses:
+                response = entry["responses"].setdefault(str(status), {"description": op.summary})
+                response.setdefault("content", {})[content_type] = {"schema": schema}
             if blueprint in ("management", "profiles"):
                 entry["security"] = [{"classicToken": []}, {"oauthBearer": []}]
             elif vendor:
@@ -314,6 +332,13 @@ def build(rules: Any) -> dict:
                        "message": {"type": "string", "description": "What is wrong and how to fix it."},
                        "field": {"type": "string", "description": "The field at fault, when there is one."},
                        "request_id": {"type": "string"}}}
+    schemas["OAuthError"] = {
+        "type": "object", "description": "An RFC 6749 (section 5.2) error of the token endpoint.",
+        "required": ["error", "error_description"],
+        "properties": {"error": {"type": "string", "enum": ["invalid_request", "invalid_client", "invalid_grant",
+                                                            "unauthorized_client", "unsupported_grant_type",
+                                                            "invalid_scope"]},
+                       "error_description": {"type": "string"}, "request_id": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "dcp-emulator", "version": __version__,
