@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
 
-.PHONY: install serve test lint bench clean browser image screenshots
+.PHONY: install serve test lint bench clean browser image screenshots vendor-swagger-ui
 
 # Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
 install:
@@ -45,9 +45,15 @@ bench: install
 image:
 	BASE="$(BASE)" TAG="$(or $(TAG),localhost/dcp-emulator)" .ci/image.sh
 
-# Regenerate docs/dashboard.png (the README's screenshot of the dashboard) with the system chromium.
+# Regenerate docs/dashboard.png (the README's screenshot of the dashboard) and docs/apidocs.png (the API
+# reference) with the system chromium.
 screenshots: install browser
 	$(BIN)/python tools/screenshots.py
+	$(BIN)/python tools/screenshots.py --path /_emulator/docs --wait-for ".swagger-ui .info .title" --out docs/apidocs.png
+
+# Refresh the vendored Swagger UI of /_emulator/docs from npm (swagger-ui-dist@5; SPEC=swagger-ui-dist@5.x.y pins one).
+vendor-swagger-ui:
+	$(PY) tools/vendor_swagger_ui.py --spec "$(or $(SPEC),swagger-ui-dist@5)"
 
 # Remove the virtualenv and caches.
 clean:

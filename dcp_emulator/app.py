@@ -266,6 +266,9 @@ def create_app(config: Config | None = None) -> Flask:
     from .api.ui import bp as ui_bp
 
     app.register_blueprint(ui_bp, url_prefix=urls.DASHBOARD)  # the web dashboard
+    from .api.apidocs import bp as apidocs_bp
+
+    app.register_blueprint(apidocs_bp, url_prefix=urls.API_DOCS)  # Swagger UI over the OpenAPI document
 
     from .bulk import install as install_bulk_import
 

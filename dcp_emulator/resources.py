@@ -26,6 +26,7 @@ EDITABLE = "editable"  # settable on create and on update
 CREATE_ONLY = "create_only"  # set on create, never changed afterwards (PUT accepts only the current value)
 UPDATE_ONLY = "update_only"  # only PUT changes it (e.g. ``archived: false`` unarchives)
 
+_ID_MAX = 2**63 - 1  # SQLite's INTEGER range: every integer field is an id or a count
 _NAME_LIMIT = 255  # names of services, tables, attributes and projects
 _TEXT_LIMIT = 65_536  # free text (descriptions, project JavaScript): well past any real value
 
@@ -102,6 +103,8 @@ class Field:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise InvalidField(f"{name} must be {_expected(self)} (got {datatypes.json_kind(value)}).",
                                    field=name)
+            if not 0 <= value <= _ID_MAX:
+                raise InvalidField(f"{name} must be between 0 and {_ID_MAX} (got {value}).", field=name)
         elif self.type == "string":
             if not isinstance(value, str):
                 if self.non_blank:
@@ -177,12 +180,17 @@ class Resource:
         return InvalidField(f"Unknown field {key!r}; accepted fields are {', '.join(self._accepted(update))}.",
                             field=key)
 
+    def _check_names(self, body: Mapping[str, Any], update: bool) -> None:
+        # Unknown names first, whatever their place in the body: a typo is the likeliest mistake.
+        for key in body:
+            if key not in self.by_name:  # type: ignore[attr-defined]
+                raise self._refuse_unknown(key, update)
+
     def parse_create(self, body: Mapping[str, Any]) -> dict:
         """The values of a POST body, every writable field present (defaults filled in), each checked."""
+        self._check_names(body, update=False)
         for key in body:
-            f = self.by_name.get(key)  # type: ignore[attr-defined]
-            if f is None:
-                raise self._refuse_unknown(key, update=False)
+            f = self.field(key)
             if not f.writable_on_create:
                 how = (" (PUT changes it once the resource exists)" if f.access == UPDATE_ONLY
                        else " (the emulator sets it)")
@@ -205,17 +213,16 @@ class Resource:
         Read-only and create-only fields sent back unchanged are accepted (clients PUT back what they GET);
         with another value they are refused, naming the field.
         """
+        self._check_names(body, update=True)
         changes = {}
         for key, value in body.items():
-            f = self.by_name.get(key)  # type: ignore[attr-defined]
-            if f is None:
-                raise self._refuse_unknown(key, update=True)
+            f = self.field(key)
             if not f.writable_on_update:
                 if value == current[key] and type(value) is type(current[key]):
                     continue
                 if f.access == CREATE_ONLY:
-                    raise InvalidField(f"{self.title[0].upper()}{self.title[1:]} {key} cannot be changed"
-                                       f"{'. ' + self.immutable_hint if self.immutable_hint else '.'}", field=key)
+                    hint = " " + self.immutable_hint.format(**current) if self.immutable_hint else ""
+                    raise InvalidField(f"The {self.title}'s {key} cannot be changed.{hint}", field=key)
                 raise InvalidField(f"{key} is read-only (the emulator sets it): send it unchanged "
                                    f"({current[key]!r}) or leave it out.", field=key)
             value = f.check(value)
@@ -236,10 +243,9 @@ class Resource:
             if f.computed is not None or not f.seed or f.name in omit or f.type == "array":
                 continue
             value = rendered[f.name]
-            if f.access != READ_ONLY and value == f.default and type(value) is type(f.default):
-                continue
-            if f.access == READ_ONLY and f.name == "archived" and value is False:
-                continue
+            if value == f.default and type(value) is type(f.default) and (f.default is not None or
+                                                                          f.access != READ_ONLY):
+                continue  # what a seed without it would get anyway
             out[f.name] = value
         return out
 

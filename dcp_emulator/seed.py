@@ -29,8 +29,9 @@ import yaml
 
 from .errors import DcpError, SeedError
 from .oauth import list_apps, register_app
+from .resources import ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, Resource
 from .seeds import resolve_seed
-from .store import MAX_CUSTOMER_ID_LENGTH, TOKEN_KINDS, PatchError, Store, profile_patch
+from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, TOKEN_KINDS, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -42,16 +43,13 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOP_KEYS = ("accounts", "dcp_services", "projects", "oauth_apps")
 _ACCOUNT_KEYS = ("id", "name", "tokens")
 _TOKEN_KEYS = ("token", "kind", "expires_at", "revoked", "refresh_token", "client_id", "account_id")
-_GIVEN = ("id", "aws_access_key", "aws_secret_key", "created", "last_modified")
-_SERVICE_KEYS = _GIVEN + ("account_id", "name", "archived", "s3_path", "datasources", "aliases")
-_DATASOURCE_KEYS = _GIVEN + ("name", "description", "keyfield_locator_type", "keyfield_locator_name", "archived",
-                             "is_optimizely", "dcp_service_id", "s3_path", "attributes", "profiles")
-_ATTRIBUTE_KEYS = ("id", "name", "datatype", "format", "description", "is_value_public", "archived", "created",
-                   "last_modified", "dcp_datasource_id", "values")
-_PROJECT_KEYS = ("id", "account_id", "project_name", "project_status", "dcp_service_id", "created", "last_modified")
+# A seed entry of a resource has the resource's own fields (resources.py), plus what it contains.
+_SERVICE_KEYS = SERVICE.seed_keys + ("datasources", "aliases")
+_DATASOURCE_KEYS = DATASOURCE.seed_keys + ("profiles",)
+_ATTRIBUTE_KEYS = ATTRIBUTE.seed_keys + ("values",)  # values: of an archived attribute (see archived_values)
+_PROJECT_KEYS = PROJECT.seed_keys
 # The built-in Optimizely table is provisioned with its service; a seed may only fix these of it.
-_OPTIMIZELY_FIXED = {"name": "Optimizely", "keyfield_locator_type": "uid", "keyfield_locator_name": None,
-                     "description": None}
+_OPTIMIZELY_FIXED = OPTIMIZELY_TABLE
 
 
 class InvalidSeed(DcpError):
@@ -419,8 +417,7 @@ class _Applier:
         else:
             given = self.given(d, path)
             self.free_id("datasources", given.get("id"), path, "Table")
-            fields = {k: d[k] for k in ("name", "description", "keyfield_locator_type", "keyfield_locator_name")
-                      if k in d}
+            fields = _api_fields(DATASOURCE, d)
             did = self.call(path, self.store.create_datasource, account_id, service_id, fields, **given)["id"]
             self.counts["datasources"] += 1
         if d.get("s3_path") not in (None, f"dcp/{service_id}/{did}"):
@@ -438,7 +435,7 @@ class _Applier:
         given = self.given(d, path)
         self.free_id("attributes", given.get("id"), path, "Attribute")
         given["archived"] = self.flag(d, "archived", path)
-        fields = {k: d[k] for k in ("name", "datatype", "format", "description", "is_value_public") if k in d}
+        fields = _api_fields(ATTRIBUTE, d)
         attr = self.call(path, self.store.create_attribute, account_id, datasource_id, fields, **given)
         self.counts["attributes"] += 1
         if d.get("values") is not None:
@@ -546,7 +543,9 @@ class _Applier:
         account_id = self.owner(d, path)
         given = self.given(d, path)
         self.free_id("projects", given.get("id"), path, "Project")
-        fields = {k: d[k] for k in ("project_name", "project_status", "dcp_service_id") if k in d}
+        if d.get("code_revision") is not None:
+            given["code_revision"] = self.int_id(d, "code_revision", path)
+        fields = _api_fields(PROJECT, d)
         self.call(path, self.store.create_project, account_id, fields, **given)
         self.counts["projects"] += 1
 
@@ -556,6 +555,11 @@ class _Applier:
         fields = {**d, "account_id": self.owner(d, path)}  # defaults like the other entities' account_id
         self.call(path, register_app, self.store, fields, fields["account_id"])
         self.counts["oauth_apps"] += 1
+
+
+def _api_fields(resource: Resource, d: dict) -> dict:
+    """The fields of a seed entry that a POST of the resource would take (the rest are given verbatim)."""
+    return {k: v for k, v in d.items() if k in resource.by_name and resource.field(k).writable_on_create}
 
 
 def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_id: int | None = None) -> dict:
@@ -618,23 +622,12 @@ def export_state(store: Store) -> dict:
                 tokens.append(token)
             accounts.append({"id": a["id"], "name": a["name"], "tokens": tokens})
         services = [_export_service(store, s) for s in q("SELECT * FROM dcp_services ORDER BY id")]
-        projects = []
-        for p in q("SELECT * FROM projects ORDER BY id"):
-            project = {"id": p["id"], "account_id": p["account_id"], "project_name": p["project_name"],
-                       "project_status": p["project_status"]}
-            if p["dcp_service_id"] is not None:
-                project["dcp_service_id"] = p["dcp_service_id"]
-            project.update(created=p["created"], last_modified=p["last_modified"])
-            projects.append(project)
+        projects = [PROJECT.export(PROJECT.render(p)) for p in q("SELECT * FROM projects ORDER BY id")]
     return {"accounts": accounts, "dcp_services": services, "projects": projects, "oauth_apps": list_apps(store)}
 
 
 def _export_service(store: Store, s: dict) -> dict:
-    out: dict[str, Any] = {"id": s["id"], "account_id": s["account_id"], "name": s["name"]}
-    if s["archived"]:
-        out["archived"] = True
-    out.update(aws_access_key=s["aws_access_key"], aws_secret_key=s["aws_secret_key"], created=s["created"],
-               last_modified=s["last_modified"])
+    out = SERVICE.export(SERVICE.render(s))
     out["datasources"] = [_export_datasource(store, d) for d in
                           store._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (s["id"],))]
     aliases: dict[str, dict[int, str]] = {}
@@ -647,20 +640,9 @@ def _export_service(store: Store, s: dict) -> dict:
 
 
 def _export_datasource(store: Store, d: dict) -> dict:
-    out: dict[str, Any] = {"id": d["id"]}
-    if d["is_optimizely"]:
-        out["is_optimizely"] = True
-    else:
-        out["name"] = d["name"]
-        if d["description"] is not None:
-            out["description"] = d["description"]
-        out["keyfield_locator_type"] = d["keyfield_locator_type"]
-        if d["keyfield_locator_name"] is not None:
-            out["keyfield_locator_name"] = d["keyfield_locator_name"]
-    if d["archived"]:
-        out["archived"] = True
-    out.update(aws_access_key=d["aws_access_key"], aws_secret_key=d["aws_secret_key"], created=d["created"],
-               last_modified=d["last_modified"])
+    # The built-in Optimizely table's editable fields are fixed (and its service provisions it).
+    fixed = tuple(_OPTIMIZELY_FIXED) if d["is_optimizely"] else ()
+    out = DATASOURCE.export(DATASOURCE.render(d, attributes=[]), omit=("dcp_service_id", *fixed))
     attrs = store._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (d["id"],))
     active = [a for a in attrs if not a["archived"]]
     profiles = store.stored_profiles(d["id"], active)
@@ -682,16 +664,7 @@ def _archived_values(store: Store, datasource_id: int, attribute: dict) -> dict[
 
 
 def _export_attribute(a: dict, values: dict[str, Any] | None = None) -> dict:
-    out: dict[str, Any] = {"id": a["id"], "name": a["name"], "datatype": a["datatype"]}
-    if a["format"] is not None:
-        out["format"] = a["format"]
-    if a["description"] is not None:
-        out["description"] = a["description"]
-    if a["is_value_public"]:
-        out["is_value_public"] = True
-    if a["archived"]:
-        out["archived"] = True
-    out.update(created=a["created"], last_modified=a["last_modified"])
+    out = ATTRIBUTE.export(ATTRIBUTE.render(a), omit=("dcp_datasource_id",))
     if values:
         out["values"] = values
     return out

@@ -306,6 +306,7 @@ class EmulatorServer:
             f"  S3 endpoint      {url}  (bucket {IMPORT_BUCKET}, path-style; same port)",
             f"  control plane    {url}/_emulator/  (info, health, ...)",
             f"  dashboard        {url}/_emulator/ui",
+            f"  API docs         {url}/_emulator/docs",
             f"  account id       {info.default_account_id}",
             f"  classic token    {tokens.get('classic')}    (send as header 'Token: ...')",
             f"  OAuth token      {tokens.get('oauth')}    (send as 'Authorization: Bearer ...')",

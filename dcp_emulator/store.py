@@ -23,7 +23,6 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import sqlite3
 import tempfile
 import threading
@@ -36,15 +35,21 @@ import sqlite_utils
 from . import datatypes
 from .clock import Clock
 from .errors import Archived, InvalidField, LimitExceeded, NotFound
+from .resources import ATTRIBUTE, DATASOURCE, EDITABLE, PROJECT, PROJECT_SCRIPT_FIELDS, SERVICE
 from .tempfiles import owned_prefix
 
-KEYFIELD_LOCATOR_TYPES = ("cookie", "query parameter", "js_variable", "uid")
-_LOCATOR_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z_0-9$]*\Z")
 TOKEN_KINDS = ("classic", "personal", "oauth")
-PROJECT_STATUSES = ("active", "paused", "archived")
 FIRST_ID = 100  # generated ids start here so they look like real ones and never collide across types
 
-SCHEMA = """
+# Columns of the classic project resource that older database files lack (added at start-up).
+_PROJECT_ADDED_COLUMNS = {
+    "code_revision": "INTEGER NOT NULL DEFAULT 1", "include_jquery": "INTEGER NOT NULL DEFAULT 0",
+    "project_javascript": "TEXT", "enable_force_variation": "INTEGER NOT NULL DEFAULT 0",
+    "exclude_disabled_experiments": "INTEGER NOT NULL DEFAULT 0", "exclude_names": "INTEGER NOT NULL DEFAULT 0",
+    "ip_anonymization": "INTEGER NOT NULL DEFAULT 0", "ip_filter": "TEXT NOT NULL DEFAULT ''",
+}
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, kind TEXT NOT NULL, account_id INTEGER NOT NULL REFERENCES accounts(id),
@@ -68,7 +73,8 @@ CREATE TABLE IF NOT EXISTS attributes (
 CREATE INDEX IF NOT EXISTS attributes_datasource ON attributes(dcp_datasource_id);
 CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), project_name TEXT NOT NULL,
-    project_status TEXT NOT NULL, dcp_service_id INTEGER, created TEXT NOT NULL, last_modified TEXT NOT NULL);
+    project_status TEXT NOT NULL, dcp_service_id INTEGER, created TEXT NOT NULL, last_modified TEXT NOT NULL,
+    {", ".join(f"{name} {decl}" for name, decl in _PROJECT_ADDED_COLUMNS.items())});
 CREATE TABLE IF NOT EXISTS aliases (
     dcp_service_id INTEGER NOT NULL, optimizely_user_id TEXT NOT NULL, datasource_id INTEGER NOT NULL,
     customer_id TEXT NOT NULL, PRIMARY KEY (dcp_service_id, optimizely_user_id, datasource_id)) WITHOUT ROWID;
@@ -231,6 +237,7 @@ class Store:
         with self.lock:
             self.db.executescript(SCHEMA)
             with self.db.atomic():
+                self._migrate_projects()
                 self._migrate_json_profiles()
                 if not self._one("SELECT name FROM sqlite_master WHERE name = 'profiles'"):
                     self._rebuild_profiles_view()
@@ -392,6 +399,16 @@ class Store:
                 if self._view_stale:
                     self._view_stale = False
                     self._rebuild_profiles_view()
+
+    def _migrate_projects(self) -> None:
+        """A database file written by an older version has projects without the classic project's fields
+        and with a lower-case status vocabulary (active, paused, archived): bring them to the vendor's."""
+        columns = self._table_columns("projects")
+        for name, decl in _PROJECT_ADDED_COLUMNS.items():
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE projects ADD COLUMN {name} {decl}")
+        self.db.execute("UPDATE projects SET project_status = CASE WHEN lower(project_status) = 'archived' "
+                        "THEN 'Archived' ELSE 'Active' END WHERE project_status NOT IN ('Active', 'Archived')")
 
     def _migrate_json_profiles(self) -> None:
         """A database file written by an older version keeps its profiles as JSON in a ``profiles`` table:
@@ -574,30 +591,21 @@ class Store:
             raise NotFound(f"No DCP service with id {service_id} in this account.")
         return row
 
-    def _service_out(self, row: dict) -> dict:
-        return {
-            "id": row["id"], "account_id": row["account_id"], "archived": bool(row["archived"]),
-            "aws_access_key": row["aws_access_key"], "aws_secret_key": row["aws_secret_key"],
-            "created": row["created"], "last_modified": row["last_modified"], "name": row["name"],
-            "s3_path": f"dcp/{row['id']}",
-        }
-
     def list_services(self, account_id: int) -> list[dict]:
         """GET dcp_services: every service of the account."""
         rows = self._all("SELECT * FROM dcp_services WHERE account_id = ? ORDER BY id", (account_id,))
-        return [self._service_out(r) for r in rows]
+        return [SERVICE.render(r) for r in rows]
 
     def get_service(self, account_id: int, service_id: int) -> dict:
         """GET dcp_services/{id}."""
-        return self._service_out(self._service_row(account_id, service_id))
+        return SERVICE.render(self._service_row(account_id, service_id))
 
     def create_service(self, account_id: int, fields: dict, *, enforce_limit: bool = True, **given: Any) -> dict:
         """POST dcp_services: create a service and its built-in Optimizely table.
 
         ``given`` may carry id, aws keys and timestamps (seeds keep them verbatim).
         """
-        _check_fields(fields, allowed={"name"}, readonly=_SERVICE_READONLY)
-        name = _required_string(fields, "name")
+        values = SERVICE.parse_create(fields)
         with self.transaction() as db:
             if enforce_limit:
                 self._check_service_limit(db, account_id)
@@ -605,33 +613,32 @@ class Store:
             access, secret = aws_key_pair("service", sid)
             ts = given.get("created") or self.now()
             db["dcp_services"].insert({
-                "id": sid, "account_id": account_id, "name": name, "archived": int(bool(given.get("archived"))),
+                "id": sid, "account_id": account_id, "name": values["name"],
+                "archived": int(bool(given.get("archived"))),
                 "aws_access_key": given.get("aws_access_key") or access,
                 "aws_secret_key": given.get("aws_secret_key") or secret,
                 "created": ts, "last_modified": given.get("last_modified") or ts,
             })
             if given.get("with_optimizely_table", True):
-                self._insert_datasource(db, sid, {
-                    "name": "Optimizely", "description": None, "keyfield_locator_type": "uid",
-                    "keyfield_locator_name": None}, is_optimizely=True, given=given.get("optimizely_table") or {})
-        return self.get_service(account_id, sid)
+                self._insert_datasource(db, sid, OPTIMIZELY_TABLE, is_optimizely=True,
+                                        given=given.get("optimizely_table") or {})
+            return self.get_service(account_id, sid)
 
     def update_service(self, account_id: int, service_id: int, fields: dict) -> dict:
         """PUT dcp_services/{id}: rename; ``archived`` false unarchives (with the tables archived with it)."""
-        row = self._service_row(account_id, service_id)
-        _check_fields(fields, allowed={"name", "archived"}, readonly=_SERVICE_READONLY)
-        archived = _optional_bool(fields, "archived", bool(row["archived"]))
-        if row["archived"] and archived:
-            raise Archived(f"DCP service {service_id} is archived; archived services can be read but not changed "
-                           '(PUT {"archived": false} unarchives it).')
-        name = _required_string(fields, "name") if "name" in fields else row["name"]
-        if not row["archived"] and archived:
-            with self.transaction() as db:  # a rename sent with the archive is applied, as for tables
+        with self.transaction() as db:  # read, checked and written in one state: a racing DELETE cannot be undone
+            row = self._service_row(account_id, service_id)
+            changes = SERVICE.parse_update(fields, SERVICE.render(row))
+            archived = changes.get("archived", bool(row["archived"]))
+            if row["archived"] and archived:
+                raise Archived(f"DCP service {service_id} is archived; archived services can be read but not "
+                               'changed (PUT {"archived": false} unarchives it).')
+            name = changes.get("name", row["name"])
+            if not row["archived"] and archived:  # a rename sent with the archive is applied, as for tables
                 db.execute("UPDATE dcp_services SET name = ? WHERE id = ?", (name, service_id))
                 self.delete_service(account_id, service_id)
-            return self.get_service(account_id, service_id)
-        ts = self.now()
-        with self.transaction() as db:
+                return self.get_service(account_id, service_id)
+            ts = self.now()
             if row["archived"]:
                 self._check_service_limit(db, account_id)
                 # DELETE stamped the service and the tables it archived with one timestamp: restore those,
@@ -640,7 +647,7 @@ class Store:
                            "archived = 1 AND last_modified = ?", (ts, service_id, row["last_modified"]))
             db.execute("UPDATE dcp_services SET name = ?, archived = 0, last_modified = ? WHERE id = ?",
                        (name, ts, service_id))
-        return self.get_service(account_id, service_id)
+            return self.get_service(account_id, service_id)
 
     def _check_service_limit(self, db: sqlite_utils.Database, account_id: int) -> None:
         active = db.execute("SELECT count(*) FROM dcp_services WHERE account_id = ? AND archived = 0",
@@ -653,9 +660,9 @@ class Store:
 
     def delete_service(self, account_id: int, service_id: int) -> None:
         """DELETE dcp_services/{id}: archive the service and all its tables."""
-        self._service_row(account_id, service_id)
-        ts = self.now()
         with self.transaction() as db:
+            self._service_row(account_id, service_id)
+            ts = self.now()
             db.execute("UPDATE dcp_services SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (ts, service_id))
             db.execute("UPDATE datasources SET archived = 1, last_modified = ? WHERE dcp_service_id = ? "
@@ -673,16 +680,7 @@ class Store:
 
     def _datasource_out(self, row: dict) -> dict:
         attrs = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (row["id"],))
-        return {
-            "id": row["id"], "archived": bool(row["archived"]),
-            "attributes": [self._attribute_out(a) for a in attrs],
-            "aws_access_key": row["aws_access_key"], "aws_secret_key": row["aws_secret_key"],
-            "created": row["created"], "dcp_service_id": row["dcp_service_id"],
-            "description": row["description"], "is_optimizely": bool(row["is_optimizely"]),
-            "keyfield_locator_name": row["keyfield_locator_name"],
-            "keyfield_locator_type": row["keyfield_locator_type"], "last_modified": row["last_modified"],
-            "name": row["name"], "s3_path": f"dcp/{row['dcp_service_id']}/{row['id']}",
-        }
+        return DATASOURCE.render(row, attributes=[ATTRIBUTE.render(a) for a in attrs])
 
     def _insert_datasource(self, db: sqlite_utils.Database, service_id: int, values: dict, *,
                            is_optimizely: bool = False, given: dict | None = None) -> int:
@@ -691,10 +689,7 @@ class Store:
         access, secret = aws_key_pair("datasource", did)
         ts = given.get("created") or self.now()
         db["datasources"].insert({
-            "id": did, "dcp_service_id": service_id, "name": values["name"],
-            "description": values.get("description"), "is_optimizely": int(is_optimizely),
-            "keyfield_locator_type": values["keyfield_locator_type"],
-            "keyfield_locator_name": values.get("keyfield_locator_name"),
+            **values, "id": did, "dcp_service_id": service_id, "is_optimizely": int(is_optimizely),
             "archived": int(bool(given.get("archived"))),
             "aws_access_key": given.get("aws_access_key") or access,
             "aws_secret_key": given.get("aws_secret_key") or secret,
@@ -705,60 +700,56 @@ class Store:
 
     def list_datasources(self, account_id: int, service_id: int) -> list[dict]:
         """GET dcp_services/{id}/dcp_datasources."""
-        self._service_row(account_id, service_id)
-        rows = self._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (service_id,))
-        return [self._datasource_out(r) for r in rows]
+        with self.lock:
+            self._service_row(account_id, service_id)
+            rows = self._all("SELECT * FROM datasources WHERE dcp_service_id = ? ORDER BY id", (service_id,))
+            return [self._datasource_out(r) for r in rows]
 
     def get_datasource(self, account_id: int, datasource_id: int) -> dict:
         """GET dcp_datasources/{id}."""
-        return self._datasource_out(self._datasource_row(account_id, datasource_id))
+        with self.lock:
+            return self._datasource_out(self._datasource_row(account_id, datasource_id))
 
     def create_datasource(self, account_id: int, service_id: int, fields: dict, **given: Any) -> dict:
         """POST dcp_services/{id}/dcp_datasources: create a table with its own AWS key pair."""
-        service = self._service_row(account_id, service_id)
-        _check_fields(fields, allowed=_DATASOURCE_EDITABLE, readonly=_DATASOURCE_READONLY)
-        if service["archived"]:
-            raise Archived(f"DCP service {service_id} is archived; no tables can be added to it.")
-        values = _datasource_values(fields, current=None)
         with self.transaction() as db:
+            service = self._service_row(account_id, service_id)
+            values = DATASOURCE.parse_create(fields)
+            if service["archived"]:
+                raise Archived(f"DCP service {service_id} is archived; no tables can be added to it.")
+            _check_locator(values)
             did = self._insert_datasource(db, service_id, values, given=given)
-        return self.get_datasource(account_id, did)
+            return self.get_datasource(account_id, did)
 
     def update_datasource(self, account_id: int, datasource_id: int, fields: dict) -> dict:
         """PUT dcp_datasources/{id}: edit name, description and the customer id locator; ``archived`` false
         unarchives."""
-        row = self._datasource_row(account_id, datasource_id)
-        _check_fields(fields, allowed=_DATASOURCE_EDITABLE | {"archived"}, readonly=_DATASOURCE_READONLY)
-        archived = _optional_bool(fields, "archived", bool(row["archived"]))
-        if archived == bool(row["archived"]):
-            fields.pop("archived", None)  # a PUT of what GET returned: no change asked
-        if row.get("service_archived"):
-            raise Archived(f"DCP service {row['dcp_service_id']} is archived; its tables can be read but not "
-                           'written (PUT {"archived": false} on the service unarchives it).')
-        if row["archived"] and archived:
-            raise Archived(f"Table {datasource_id} is archived; archived tables can be read but not written "
-                           '(PUT {"archived": false} unarchives it).')
-        changed = [k for k in fields if k != "archived" and fields[k] != row[k]]
-        if row["is_optimizely"] and (changed or "archived" in fields):
-            raise InvalidField("The built-in Optimizely table cannot be edited.",
-                               field=(changed or ["archived"])[0])
-        fields.pop("archived", None)
-        values = _datasource_values(fields, current=row)
         with self.transaction() as db:
-            db.execute(
-                "UPDATE datasources SET name = ?, description = ?, keyfield_locator_type = ?, "
-                "keyfield_locator_name = ?, archived = ?, last_modified = ? WHERE id = ?",
-                (values["name"], values["description"], values["keyfield_locator_type"],
-                 values["keyfield_locator_name"], int(archived), self.now(), datasource_id))
-        return self.get_datasource(account_id, datasource_id)
+            row = self._datasource_row(account_id, datasource_id)
+            changes = DATASOURCE.parse_update(fields, self._datasource_out(row))
+            archived = changes.pop("archived", bool(row["archived"]))
+            if row.get("service_archived"):
+                raise Archived(f"DCP service {row['dcp_service_id']} is archived; its tables can be read but not "
+                               'written (PUT {"archived": false} on the service unarchives it).')
+            if row["archived"] and archived:
+                raise Archived(f"Table {datasource_id} is archived; archived tables can be read but not written "
+                               '(PUT {"archived": false} unarchives it).')
+            if row["is_optimizely"] and (changes or archived != bool(row["archived"])):
+                raise InvalidField("The built-in Optimizely table cannot be edited.",
+                                   field=next(iter(changes), "archived"))
+            values = {**{k: row[k] for k in _DATASOURCE_EDITABLE}, **changes}
+            _check_locator(values)
+            db["datasources"].update(datasource_id, {**values, "archived": int(archived),
+                                                     "last_modified": self.now()})
+            return self.get_datasource(account_id, datasource_id)
 
     def delete_datasource(self, account_id: int, datasource_id: int) -> None:
         """DELETE dcp_datasources/{id}: archive the table."""
-        row = self._datasource_row(account_id, datasource_id)
-        if row["is_optimizely"]:
-            raise InvalidField("The built-in Optimizely table cannot be deleted; delete the DCP service instead.",
-                               field="id")
         with self.transaction() as db:
+            row = self._datasource_row(account_id, datasource_id)
+            if row["is_optimizely"]:
+                raise InvalidField("The built-in Optimizely table cannot be deleted; delete the DCP service "
+                                   "instead.", field="id")
             db.execute("UPDATE datasources SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (self.now(), datasource_id))
 
@@ -779,48 +770,34 @@ class Store:
             raise NotFound(f"No attribute with id {attribute_id} in this account.")
         return row
 
-    @staticmethod
-    def _attribute_out(row: dict) -> dict:
-        return {
-            "archived": bool(row["archived"]), "created": row["created"], "datatype": row["datatype"],
-            "dcp_datasource_id": row["dcp_datasource_id"], "description": row["description"],
-            "format": row["format"], "id": row["id"], "is_value_public": bool(row["is_value_public"]),
-            "last_modified": row["last_modified"], "name": row["name"],
-        }
-
     def list_attributes(self, account_id: int, datasource_id: int) -> list[dict]:
         """GET dcp_datasources/{id}/dcp_datasource_attributes."""
-        self._datasource_row(account_id, datasource_id)
-        rows = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
-        return [self._attribute_out(r) for r in rows]
+        with self.lock:
+            self._datasource_row(account_id, datasource_id)
+            rows = self._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
+            return [ATTRIBUTE.render(r) for r in rows]
 
     def get_attribute(self, account_id: int, attribute_id: int) -> dict:
         """GET dcp_datasource_attributes/{id}."""
-        return self._attribute_out(self._attribute_row(account_id, attribute_id))
+        return ATTRIBUTE.render(self._attribute_row(account_id, attribute_id))
 
     def create_attribute(self, account_id: int, datasource_id: int, fields: dict, **given: Any) -> dict:
         """POST dcp_datasources/{id}/dcp_datasource_attributes: register an attribute."""
-        ds = self._datasource_row(account_id, datasource_id)
-        _check_fields(fields, allowed=_ATTRIBUTE_FIELDS, readonly=_ATTRIBUTE_READONLY)
-        self._check_writable_datasource(ds)
-        name = _required_string(fields, "name")
-        if name.lower() == "customerid":
-            raise InvalidField("'customerId' is reserved: it is the key column of bulk uploads. Choose another "
-                               "attribute name.", field="name")
-        if any(c in name for c in ",\t\r\n\""):
-            raise InvalidField("Attribute names cannot contain commas, tabs, quotes or line breaks: they are "
-                               "column headers of bulk uploads.", field="name")
-        datatype, fmt = fields.get("datatype"), fields.get("format")
-        if "datatype" not in fields:
-            raise InvalidField(f"datatype is required, one of {', '.join(datatypes.DATATYPES)}.", field="datatype")
-        problem = datatypes.check_definition(datatype, fmt)
-        if problem:
-            raise InvalidField(f"{problem} (got datatype={datatype!r}, format={fmt!r}).",
-                               field="datatype" if datatype not in datatypes.DATATYPES else "format")
-        description = _optional_string(fields, "description")
-        is_public = _optional_bool(fields, "is_value_public", False)
-        archived = bool(given.get("archived"))
         with self.transaction() as db:
+            ds = self._datasource_row(account_id, datasource_id)
+            values = ATTRIBUTE.parse_create(fields)
+            self._check_writable_datasource(ds)
+            name, datatype, fmt = values["name"], values["datatype"], values["format"]
+            if name.lower() == "customerid":
+                raise InvalidField("'customerId' is reserved: it is the key column of bulk uploads. Choose another "
+                                   "attribute name.", field="name")
+            if any(c in name for c in ",\t\r\n\""):
+                raise InvalidField("Attribute names cannot contain commas, tabs, quotes or line breaks: they are "
+                                   "column headers of bulk uploads.", field="name")
+            problem = datatypes.check_definition(datatype, fmt)
+            if problem:
+                raise InvalidField(f"{problem} (got datatype={datatype!r}, format={fmt!r}).", field="format")
+            archived = bool(given.get("archived"))
             count = db.execute("SELECT count(*) FROM attributes WHERE dcp_datasource_id = ?", (datasource_id,)).fetchone()[0]
             if count >= MAX_ATTRIBUTES_PER_TABLE:
                 raise LimitExceeded(f"Table {datasource_id} already has {count} attributes (archived ones included); "
@@ -834,49 +811,40 @@ class Store:
             aid = self.next_id(given.get("id"))
             ts = given.get("created") or self.now()
             db["attributes"].insert({
-                "id": aid, "dcp_datasource_id": datasource_id, "name": name, "datatype": datatype,
-                "format": fmt, "description": description, "is_value_public": int(is_public),
+                **values, "id": aid, "dcp_datasource_id": datasource_id, "is_value_public": int(values["is_value_public"]),
                 "archived": int(archived), "created": ts, "last_modified": given.get("last_modified") or ts,
             })
             self._layouts.pop(datasource_id, None)
             self._sync_profile_table(datasource_id)
-        return self.get_attribute(account_id, aid)
+            return self.get_attribute(account_id, aid)
 
     def update_attribute(self, account_id: int, attribute_id: int, fields: dict) -> dict:
         """PUT dcp_datasource_attributes/{id}: edit description/is_value_public, or unarchive."""
-        row = self._attribute_row(account_id, attribute_id)
-        _check_fields(fields, allowed=_ATTRIBUTE_FIELDS | {"archived"}, readonly=_ATTRIBUTE_READONLY)
-        for immutable in ("name", "datatype", "format"):
-            if immutable in fields and fields[immutable] != row[immutable]:
-                raise InvalidField(
-                    f"An attribute's {immutable} cannot be changed. Archive this attribute (DELETE "
-                    f"dcp_datasource_attributes/{attribute_id}) and create a new one instead.", field=immutable)
-        ds = self._datasource_row(account_id, row["dcp_datasource_id"])
-        self._check_writable_datasource(ds)
-        description = _optional_string(fields, "description") if "description" in fields else row["description"]
-        is_public = _optional_bool(fields, "is_value_public", bool(row["is_value_public"]))
-        archived = _optional_bool(fields, "archived", bool(row["archived"]))
-        if row["archived"] and archived and (description, is_public) != (row["description"],
-                                                                          bool(row["is_value_public"])):
-            raise Archived(f"Attribute {attribute_id} is archived; archived attributes can be read but not changed "
-                           '(PUT {"archived": false} unarchives it, and may carry the edit).')
         with self.transaction() as db:
-            if row["archived"] and not archived:  # checked inside the transaction: a racing create cannot slip in
+            row = self._attribute_row(account_id, attribute_id)
+            changes = ATTRIBUTE.parse_update(fields, ATTRIBUTE.render(row))
+            self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
+            archived = changes.pop("archived", bool(row["archived"]))
+            if row["archived"] and archived and changes:
+                raise Archived(f"Attribute {attribute_id} is archived; archived attributes can be read but not "
+                               'changed (PUT {"archived": false} unarchives it, and may carry the edit).')
+            if row["archived"] and not archived:
                 clash = self._one("SELECT id FROM attributes WHERE dcp_datasource_id = ? AND name = ? AND "
                                   "archived = 0 AND id != ?", (row["dcp_datasource_id"], row["name"], attribute_id))
                 if clash:
                     raise InvalidField(f"Cannot unarchive: attribute {clash['id']} of this table is already named "
                                        f"{row['name']!r}.", field="archived")
-            db.execute("UPDATE attributes SET description = ?, is_value_public = ?, archived = ?, last_modified = ? "
-                       "WHERE id = ?", (description, int(is_public), int(archived), self.now(), attribute_id))
+            if "is_value_public" in changes:
+                changes["is_value_public"] = int(changes["is_value_public"])
+            db["attributes"].update(attribute_id, {**changes, "archived": int(archived), "last_modified": self.now()})
             self._layouts.pop(row["dcp_datasource_id"], None)
-        return self.get_attribute(account_id, attribute_id)
+            return self.get_attribute(account_id, attribute_id)
 
     def delete_attribute(self, account_id: int, attribute_id: int) -> None:
         """DELETE dcp_datasource_attributes/{id}: archive the attribute (its table must be writable)."""
-        row = self._attribute_row(account_id, attribute_id)
-        self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
         with self.transaction() as db:
+            row = self._attribute_row(account_id, attribute_id)
+            self._check_writable_datasource(self._datasource_row(account_id, row["dcp_datasource_id"]))
             db.execute("UPDATE attributes SET archived = 1, last_modified = ? WHERE id = ? AND archived = 0",
                        (self.now(), attribute_id))
             self._layouts.pop(row["dcp_datasource_id"], None)
@@ -893,71 +861,50 @@ class Store:
             raise NotFound(f"No project with id {project_id} in this account.")
         return row
 
-    @staticmethod
-    def _project_out(row: dict) -> dict:
-        return {k: row[k] for k in ("id", "account_id", "project_name", "project_status", "created",
-                                    "last_modified", "dcp_service_id")}
-
     def list_projects(self, account_id: int) -> list[dict]:
         """GET projects."""
-        return [self._project_out(r) for r in
+        return [PROJECT.render(r) for r in
                 self._all("SELECT * FROM projects WHERE account_id = ? ORDER BY id", (account_id,))]
 
     def get_project(self, account_id: int, project_id: int) -> dict:
         """GET projects/{id}."""
-        return self._project_out(self._project_row(account_id, project_id))
+        return PROJECT.render(self._project_row(account_id, project_id))
 
     def create_project(self, account_id: int, fields: dict, **given: Any) -> dict:
-        """POST projects."""
-        _check_fields(fields, allowed=_PROJECT_FIELDS, readonly=_PROJECT_READONLY)
-        name = _required_string(fields, "project_name")
-        status = self._project_status(fields, "active")
-        service_id = self._project_service(account_id, fields, None)
+        """POST projects: every editable field of the classic project, defaults for those not given."""
         with self.transaction() as db:
+            values = PROJECT.parse_create(fields)
+            self._check_project_service(account_id, values["dcp_service_id"])
             pid = self.next_id(given.get("id"))
             ts = given.get("created") or self.now()
-            db["projects"].insert({"id": pid, "account_id": account_id, "project_name": name,
-                                   "project_status": status, "dcp_service_id": service_id, "created": ts,
+            db["projects"].insert({**_project_columns(values), "id": pid, "account_id": account_id,
+                                   "code_revision": given.get("code_revision") or 1, "created": ts,
                                    "last_modified": given.get("last_modified") or ts})
-        return self.get_project(account_id, pid)
+            return self.get_project(account_id, pid)
 
     def update_project(self, account_id: int, project_id: int, fields: dict) -> dict:
-        """PUT projects/{id}: rename, change status, or link/unlink a DCP service."""
-        row = self._project_row(account_id, project_id)
-        _check_fields(fields, allowed=_PROJECT_FIELDS, readonly=_PROJECT_READONLY)
-        name = _required_string(fields, "project_name") if "project_name" in fields else row["project_name"]
-        status = self._project_status(fields, row["project_status"])
-        service_id = self._project_service(account_id, fields, row["dcp_service_id"])
+        """PUT projects/{id}: change editable fields (a change to the project's script bumps code_revision),
+        or link/unlink a DCP service."""
         with self.transaction() as db:
-            db.execute("UPDATE projects SET project_name = ?, project_status = ?, dcp_service_id = ?, "
-                       "last_modified = ? WHERE id = ?", (name, status, service_id, self.now(), project_id))
-        return self.get_project(account_id, project_id)
+            row = self._project_row(account_id, project_id)
+            changes = PROJECT.parse_update(fields, PROJECT.render(row))
+            if "dcp_service_id" in changes:
+                self._check_project_service(account_id, changes["dcp_service_id"])
+            bump = any(k in PROJECT_SCRIPT_FIELDS for k in changes)
+            db["projects"].update(project_id, {**_project_columns(changes), "last_modified": self.now(),
+                                               "code_revision": row["code_revision"] + bump})
+            return self.get_project(account_id, project_id)
 
-    @staticmethod
-    def _project_status(fields: dict, default: str) -> str:
-        status = fields.get("project_status", default)
-        if status not in PROJECT_STATUSES:
-            raise InvalidField(f"project_status must be one of {', '.join(PROJECT_STATUSES)}, got {status!r}.",
-                               field="project_status")
-        return status
-
-    def _project_service(self, account_id: int, fields: dict, current: int | None) -> int | None:
-        if "dcp_service_id" not in fields:
-            return current
-        sid = fields["dcp_service_id"]
-        if sid is None:
-            return None
-        if not _is_int(sid):
-            raise InvalidField("dcp_service_id must be an integer service id, or null to unlink.",
-                               field="dcp_service_id")
-        row = self._one("SELECT * FROM dcp_services WHERE id = ? AND account_id = ?", (sid, account_id))
+    def _check_project_service(self, account_id: int, service_id: int | None) -> None:
+        if service_id is None:
+            return
+        row = self._one("SELECT * FROM dcp_services WHERE id = ? AND account_id = ?", (service_id, account_id))
         if row is None:
-            raise InvalidField(f"dcp_service_id {sid} is not a DCP service of this account "
+            raise InvalidField(f"dcp_service_id {service_id} is not a DCP service of this account "
                                "(GET /experiment/v1/dcp_services lists yours).", field="dcp_service_id")
         if row["archived"]:
-            raise Archived(f"DCP service {sid} is archived and cannot be linked to a project.",
+            raise Archived(f"DCP service {service_id} is archived and cannot be linked to a project.",
                            field="dcp_service_id")
-        return sid
 
     # ------------------------------------------------------------------ profiles
     def _profile_target(self, account_id: int, service_id: int, datasource_id: int, write: bool) -> dict:
@@ -1338,15 +1285,24 @@ class Store:
 
 
 # ---------------------------------------------------------------------- field helpers
-_SERVICE_READONLY = {"id", "account_id", "archived", "aws_access_key", "aws_secret_key", "created",
-                     "last_modified", "s3_path"}
-_DATASOURCE_EDITABLE = {"name", "description", "keyfield_locator_type", "keyfield_locator_name"}
-_DATASOURCE_READONLY = {"id", "archived", "attributes", "aws_access_key", "aws_secret_key", "created",
-                        "dcp_service_id", "is_optimizely", "last_modified", "s3_path"}
-_ATTRIBUTE_FIELDS = {"name", "datatype", "format", "description", "is_value_public"}
-_ATTRIBUTE_READONLY = {"id", "archived", "created", "dcp_datasource_id", "last_modified"}
-_PROJECT_FIELDS = {"project_name", "project_status", "dcp_service_id"}
-_PROJECT_READONLY = {"id", "account_id", "created", "last_modified"}
+# A table's editable fields, and the ones the built-in Optimizely table always has.
+_DATASOURCE_EDITABLE = tuple(f.name for f in DATASOURCE.fields if f.access == EDITABLE)
+OPTIMIZELY_TABLE = {"name": "Optimizely", "description": None, "keyfield_locator_type": "uid",
+                    "keyfield_locator_name": None}
+
+
+def _check_locator(values: dict) -> None:
+    """A table's locator name is required unless the customer id is the Optimizely user id (uid)."""
+    kind = values["keyfield_locator_type"]
+    if values["keyfield_locator_name"] is None and kind != "uid":
+        raise InvalidField(f"keyfield_locator_name is required when keyfield_locator_type is {kind!r}: the name "
+                           "of the cookie, query parameter or JS variable holding the customer id.",
+                           field="keyfield_locator_name")
+
+
+def _project_columns(values: dict) -> dict:
+    """A project's field values as stored (booleans as 1/0)."""
+    return {k: int(v) if isinstance(v, bool) else v for k, v in values.items()}
 
 
 class PatchError(ValueError):
@@ -1375,69 +1331,11 @@ def profile_patch(attributes: list[dict], data: dict) -> dict[str, Any]:
     return patch
 
 
-def _check_fields(fields: dict, allowed: set[str], readonly: set[str]) -> None:
-    """Refuse unknown fields by name; drop read-only ones (clients often PUT back what they GET)."""
-    for key in list(fields):
-        if key in allowed:
-            continue
-        if key in readonly:
-            fields.pop(key)
-            continue
-        raise InvalidField(f"Unknown field {key!r}; accepted fields are {', '.join(sorted(allowed))}.", field=key)
-
-
-def _required_string(fields: dict, name: str) -> str:
-    value = fields.get(name)
-    if not isinstance(value, str) or not value.strip():
-        got = "missing" if name not in fields else f"got {datatypes.json_kind(value) if not isinstance(value, str) else 'an empty string'}"
-        raise InvalidField(f"{name} is required and must be a non-empty string ({got}).", field=name)
-    if len(value) > 255:
-        raise InvalidField(f"{name} must be at most 255 characters (got {len(value)}).", field=name)
-    return value
-
-
-def _optional_string(fields: dict, name: str) -> str | None:
-    value = fields.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidField(f"{name} must be a string or null.", field=name)
-    return value
-
-
-def _optional_bool(fields: dict, name: str, default: bool) -> bool:
-    value = fields.get(name, default)
-    if not isinstance(value, bool):
-        raise InvalidField(f"{name} must be true or false (a JSON boolean).", field=name)
-    return value
-
-
 _SQLITE_MIN, _SQLITE_MAX = -(2**63), 2**63 - 1  # SQLite INTEGER range
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _datasource_values(fields: dict, current: dict | None) -> dict:
-    """Validate a table's editable fields, merged over its current values on update."""
-    merged = {k: (current or {}).get(k) for k in _DATASOURCE_EDITABLE}
-    merged.update(fields)
-    if current is None or "name" in fields:
-        _required_string(merged, "name")
-    _optional_string(merged, "description")
-    kind = merged.get("keyfield_locator_type")
-    if kind not in KEYFIELD_LOCATOR_TYPES:
-        raise InvalidField(f"keyfield_locator_type is required, one of {', '.join(map(repr, KEYFIELD_LOCATOR_TYPES))} "
-                           f"(got {kind!r}).", field="keyfield_locator_type")
-    locator = merged.get("keyfield_locator_name")
-    if locator is None:
-        if kind != "uid":
-            raise InvalidField(f"keyfield_locator_name is required when keyfield_locator_type is {kind!r}: the name "
-                               "of the cookie, query parameter or JS variable holding the customer id.",
-                               field="keyfield_locator_name")
-    elif not isinstance(locator, str) or not _LOCATOR_NAME_RE.match(locator):
-        raise InvalidField(f"keyfield_locator_name must match ^[a-zA-Z_][a-zA-Z_0-9$]*$ (got {locator!r}).",
-                           field="keyfield_locator_name")
-    return merged
 
 
 def _check_customer_id(customer_id: str) -> None:

@@ -12,6 +12,7 @@ PROFILES = "/api"  # the vendor's https://vis.optimizely.com/api/
 OAUTH = "/oauth2"  # the vendor's authorization server
 CONTROL = "/_emulator"  # the emulator's own control plane
 DASHBOARD = CONTROL + "/ui"
+API_DOCS = CONTROL + "/docs"  # Swagger UI over the OpenAPI document
 
 # First path segments that belong to the HTTP APIs (every other path may be an S3 request).
 OWN_PREFIXES: tuple[str, ...] = tuple(sorted({"/" + p.split("/")[1] + "/" for p in

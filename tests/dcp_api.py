@@ -9,18 +9,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from dcp_emulator.resources import ATTRIBUTE, DATASOURCE, PROJECT, SERVICE
+
 MGMT = "/experiment/v1"
 TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z")
 
-SERVICE_FIELDS = {"id", "account_id", "archived", "aws_access_key", "aws_secret_key", "created", "last_modified",
-                  "name", "s3_path"}
-DATASOURCE_FIELDS = {"id", "archived", "attributes", "aws_access_key", "aws_secret_key", "created", "dcp_service_id",
-                     "description", "is_optimizely", "keyfield_locator_name", "keyfield_locator_type",
-                     "last_modified", "name", "s3_path"}
-ATTRIBUTE_FIELDS = {"archived", "created", "datatype", "dcp_datasource_id", "description", "format", "id",
-                    "is_value_public", "last_modified", "name"}
-PROJECT_FIELDS = {"id", "account_id", "project_name", "project_status", "created", "last_modified",
-                  "dcp_service_id"}
+# Each resource's fields are described once, in dcp_emulator/resources.py.
+SERVICE_FIELDS = set(SERVICE.field_names)
+DATASOURCE_FIELDS = set(DATASOURCE.field_names)
+ATTRIBUTE_FIELDS = set(ATTRIBUTE.field_names)
+PROJECT_FIELDS = set(PROJECT.field_names)
 
 
 def body(resp: Any) -> Any:

@@ -10,8 +10,8 @@ import pytest
 
 from dcp_emulator.app import DEFAULT_TOKENS
 from dcp_emulator.bulk import LazyGateway
-from dcp_emulator.urls import OWN_PREFIXES
 from dcp_emulator.journal import _KEEP_BYTES, BODY_LIMIT
+from dcp_emulator.urls import OWN_PREFIXES
 
 T = {"Token": DEFAULT_TOKENS["classic"]}
 

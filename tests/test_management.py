@@ -91,10 +91,15 @@ def test_create_service_refuses_bad_fields(client, payload, field):
     assert ok(client.get(f"{MGMT}/dcp_services", headers=H), 200) == []
 
 
-def test_read_only_fields_sent_on_create_are_ignored(client):
-    s = ok(client.post(f"{MGMT}/dcp_services", json={"name": "S", "id": 5, "archived": True, "s3_path": "x"},
-                       headers=H), 201)
-    assert s["id"] != 5 and s["archived"] is False and s["s3_path"] == f"dcp/{s['id']}"
+@pytest.mark.parametrize(("field", "value", "why"), [
+    ("id", 5, "the emulator sets it"), ("s3_path", "x", "the emulator sets it"),
+    ("archived", True, "PUT changes it once the resource exists"),
+])
+def test_read_only_fields_sent_on_create_are_refused_by_name(client, field, value, why):
+    err = error(client.post(f"{MGMT}/dcp_services", json={"name": "S", field: value}, headers=H), 400,
+                "invalid_field", field=field)
+    assert err["message"] == f"{field} is read-only ({why}); leave it out of the request body."
+    assert ok(client.get(f"{MGMT}/dcp_services", headers=H), 200) == []
 
 
 def test_one_service_per_account_by_default(client, service):
@@ -455,13 +460,13 @@ def test_projects_create_list_get_update(client, service):
     p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
     assert set(p) == PROJECT_FIELDS
     assert (p["project_name"], p["project_status"], p["dcp_service_id"], p["account_id"]) == \
-        ("Web", "active", None, DEFAULT_ACCOUNT_ID)
+        ("Web", "Active", None, DEFAULT_ACCOUNT_ID)
     assert TIMESTAMP_RE.match(p["created"]) and TIMESTAMP_RE.match(p["last_modified"])
     assert ok(client.get(f"{MGMT}/projects", headers=H), 200) == [p]
     assert ok(client.get(f"{MGMT}/projects/{p['id']}", headers=H), 200) == p
-    out = ok(client.put(f"{MGMT}/projects/{p['id']}", json={"project_name": "Web 2", "project_status": "paused"},
+    out = ok(client.put(f"{MGMT}/projects/{p['id']}", json={"project_name": "Web 2", "project_status": "Archived"},
                         headers=H), 202)
-    assert set(out) == PROJECT_FIELDS and (out["project_name"], out["project_status"]) == ("Web 2", "paused")
+    assert set(out) == PROJECT_FIELDS and (out["project_name"], out["project_status"]) == ("Web 2", "Archived")
 
 
 def test_link_and_unlink_a_project_to_a_service(client, service):
@@ -496,6 +501,92 @@ def test_linking_an_archived_service_is_refused(client, service):
     ok(client.delete(f"{MGMT}/dcp_services/{service['id']}", headers=H), 204)
     error(client.put(f"{MGMT}/projects/{p['id']}", json={"dcp_service_id": service["id"]}, headers=H), 400,
           "archived", field="dcp_service_id")
+
+
+def test_a_new_project_has_the_vendors_classic_fields_and_defaults(client):
+    p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
+    assert {k: p[k] for k in ("project_status", "include_jquery", "project_javascript", "enable_force_variation",
+                              "exclude_disabled_experiments", "exclude_names", "ip_anonymization", "ip_filter",
+                              "code_revision", "library", "dcp_service_id")} == {
+        "project_status": "Active", "include_jquery": False, "project_javascript": None,
+        "enable_force_variation": False, "exclude_disabled_experiments": False, "exclude_names": False,
+        "ip_anonymization": False, "ip_filter": "", "code_revision": 1, "library": "none", "dcp_service_id": None}
+    assert isinstance(p["js_file_size"], int) and p["socket_token"].endswith(f"~{p['id']}")
+    with_jquery = ok(client.put(f"{MGMT}/projects/{p['id']}", json={"include_jquery": True}, headers=H), 202)
+    assert with_jquery["library"].startswith("jquery") and with_jquery["js_file_size"] > p["js_file_size"]
+
+
+def test_code_revision_counts_changes_of_the_project_script_only(client):
+    p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
+    url = f"{MGMT}/projects/{p['id']}"
+    assert ok(client.put(url, json={"project_name": "Renamed"}, headers=H), 202)["code_revision"] == 1
+    assert ok(client.put(url, json={"ip_filter": "^10\\."}, headers=H), 202)["code_revision"] == 2
+    assert ok(client.put(url, json={"ip_filter": "^10\\."}, headers=H), 202)["code_revision"] == 2  # no change
+    assert ok(client.put(url, json={"project_javascript": "x()", "exclude_names": True}, headers=H),
+              202)["code_revision"] == 3
+
+
+def test_a_project_put_back_as_read_is_accepted_and_read_only_changes_are_refused(client):
+    p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
+    url = f"{MGMT}/projects/{p['id']}"
+    out = ok(client.put(url, json={**p, "project_name": "Web 2"}, headers=H), 202)  # everything it read, sent back
+    assert out["project_name"] == "Web 2" and out["code_revision"] == p["code_revision"]
+    # a stale copy is not what the project is now: its last_modified says so
+    err = error(client.put(url, json={**p, "project_name": "Web 3"}, headers=H), 400, field="last_modified")
+    assert err["message"].startswith("last_modified is read-only")
+    p = out
+    for field, value in (("code_revision", 7), ("socket_token", "x"), ("js_file_size", 1), ("library", "none!"),
+                         ("account_id", 1), ("id", p["id"] + 1)):
+        err = error(client.put(url, json={**p, field: value}, headers=H), 400, "invalid_field", field=field)
+        assert err["message"] == f"{field} is read-only (the emulator sets it): send it unchanged ({p[field]!r}) " \
+                                 "or leave it out."
+    assert ok(client.get(url, headers=H), 200)["project_name"] == "Web 2"
+
+
+@pytest.mark.parametrize(("payload", "field", "message"), [
+    ({"project_status": "active"}, "project_status",
+     "project_status must be one of 'Active', 'Archived' (got 'active'; values are case-sensitive: did you mean "
+     "'Active'?)."),
+    ({"project_status": "paused"}, "project_status", "project_status must be one of 'Active', 'Archived' "
+                                                     "(got 'paused')."),
+    ({"include_jquery": "yes"}, "include_jquery", "include_jquery must be true or false (a JSON boolean)."),
+    ({"project_javascript": 5}, "project_javascript", "project_javascript must be a string or null (got a number)."),
+    ({"ip_filter": None}, "ip_filter", "ip_filter must be a string, not null."),
+    ({"exclude_names": None}, "exclude_names", "exclude_names must be true or false, not null."),
+])
+def test_project_fields_are_checked_with_a_message_naming_the_field(client, payload, field, message):
+    p = ok(client.post(f"{MGMT}/projects", json={"project_name": "Web"}, headers=H), 201)
+    for resp in (client.post(f"{MGMT}/projects", json={"project_name": "P", **payload}, headers=H),
+                 client.put(f"{MGMT}/projects/{p['id']}", json=payload, headers=H)):
+        assert error(resp, 400, "invalid_field", field=field)["message"] == message
+    assert ok(client.get(f"{MGMT}/projects", headers=H), 200) == [p]
+
+
+def test_a_database_file_of_an_older_version_gets_the_classic_project_fields(tmp_path):
+    import sqlite3
+
+    from dcp_emulator.store import Store
+
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+        "INSERT INTO accounts VALUES (1001, 'a');"
+        "CREATE TABLE projects (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL REFERENCES accounts(id), "
+        "project_name TEXT NOT NULL, project_status TEXT NOT NULL, dcp_service_id INTEGER, created TEXT NOT NULL, "
+        "last_modified TEXT NOT NULL);"
+        "INSERT INTO projects VALUES (1, 1001, 'A', 'active', NULL, 't', 't'), (2, 1001, 'B', 'paused', NULL, 't', 't'),"
+        " (3, 1001, 'C', 'archived', NULL, 't', 't');")
+    conn.commit()
+    conn.close()
+    store = Store(path)  # the migration runs when the store opens the file
+    try:
+        projects = store.list_projects(1001)
+    finally:
+        store.close()
+    assert [(p["project_name"], p["project_status"]) for p in projects] == \
+        [("A", "Active"), ("B", "Active"), ("C", "Archived")]
+    assert all(set(p) == PROJECT_FIELDS and p["code_revision"] == 1 and p["ip_filter"] == "" for p in projects)
 
 
 def test_projects_have_no_delete(client):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def test_a_bulk_upload_with_the_tables_keys(dcp_emulator):
 
 def test_each_test_starts_from_the_default_state(dcp_emulator):
     assert get(f"{dcp_emulator.rest_api_url}/dcp_services", dcp_emulator.token) == []
+
+
+def test_the_api_docs_page_and_its_swagger_ui_are_served(dcp_emulator):
+    info = get(f"{dcp_emulator.url}/_emulator/info", "")
+    with urllib.request.urlopen(info["api_docs_url"], timeout=10) as resp:
+        assert "swagger-ui-bundle.js" in resp.read().decode()
+    with urllib.request.urlopen(f"{info['api_docs_url']}/assets/swagger-ui-bundle.js", timeout=10) as resp:
+        assert b"SwaggerUIBundle" in resp.read()
 '''
 
 
@@ -100,6 +109,13 @@ def test_a_built_wheel_serves_a_partner_test_suite_in_a_fresh_venv(tmp_path):
                            check=False, capture_output=True, text=True, env=_env(), timeout=600)
     assert built.returncode == 0, built.stderr
     [wheel] = dist.glob("dcp_emulator-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    # The API-docs page and every vendored Swagger UI file ship in the wheel (no CDN), and nothing more of it.
+    apidocs = {f"dcp_emulator/static/apidocs/{p.name}" for p in (ROOT / "dcp_emulator" / "static" / "apidocs").iterdir()}
+    assert "dcp_emulator/templates/apidocs.html" in names
+    assert apidocs <= names, apidocs - names
+    assert {n for n in names if n.startswith("dcp_emulator/static/apidocs/")} == apidocs
 
     venv = tmp_path / "partner-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -114,7 +130,7 @@ def test_a_built_wheel_serves_a_partner_test_suite_in_a_fresh_venv(tmp_path):
     run = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers"],
                          check=False, cwd=project, capture_output=True, text=True, env=_env(), timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "3 passed" in run.stdout, run.stdout
+    assert "4 passed" in run.stdout, run.stdout
     # the package came from the wheel, not from this checkout
     where = subprocess.run([python, "-c", "import dcp_emulator; print(dcp_emulator.__file__)"], cwd=project,
                            capture_output=True, text=True, check=True).stdout

@@ -2,6 +2,7 @@
 built-in example seed, after a CSV upload with a bad row, seen in the system chromium at desktop width.
 
     python tools/screenshots.py [--out docs/dashboard.png] [--width 1280] [--path /_emulator/ui]
+                                [--wait-for CSS]   (a page drawn by script: wait for this element first)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "dashboard.png"))
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--path", default="/_emulator/ui")
+    parser.add_argument("--wait-for", help="CSS selector of an element to wait for before the shot")
     args = parser.parse_args(argv)
 
     from browser import Browser, browser_missing
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         requests.post(f"{url}/_emulator/uploads/wait", json={"timeout": 30}, timeout=60).raise_for_status()
         browser = Browser(width=args.width)
         browser.driver.get(url + args.path)
+        if args.wait_for:
+            from selenium.webdriver.support.ui import WebDriverWait
+
+            WebDriverWait(browser.driver, 30).until(lambda d: d.find_elements("css selector", args.wait_for))
         out = pathlib.Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         browser.full_page_png(out, args.width)

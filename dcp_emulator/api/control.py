@@ -45,6 +45,7 @@ def info():
         "db": emu.config.db,
         "ui_url": f"{base}/_emulator/ui",  # the web dashboard
         "openapi_url": f"{base}/_emulator/openapi.json",  # the OpenAPI 3.1 document of every API served here
+        "api_docs_url": f"{base}/_emulator/docs",  # that document, browsable (Swagger UI)
     })
 
 
