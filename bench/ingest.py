@@ -89,10 +89,10 @@ def emulator_with_table(db: str | None):
     emu = app.extensions["dcp_emulator"]
     store = emu.store
     account = emu.default_account_id
-    service = store.create_service(account, {"name": "Bench"})
-    table = store.create_datasource(account, service["id"], {"name": "T", "keyfield_locator_type": "uid"})
+    service = store.management.create_service(account, {"name": "Bench"})
+    table = store.management.create_datasource(account, service["id"], {"name": "T", "keyfield_locator_type": "uid"})
     for name, datatype, fmt in ATTRIBUTES:
-        store.create_attribute(account, table["id"], {"name": name, "datatype": datatype, "format": fmt})
+        store.management.create_attribute(account, table["id"], {"name": name, "datatype": datatype, "format": fmt})
     return app, emu, table
 
 
@@ -109,7 +109,7 @@ def ingest(path: pathlib.Path, db: str | None) -> tuple[float, float, dict]:
         if not emu.ingestor.wait_idle(3600):
             raise RuntimeError("ingest did not finish within an hour")
         done = time.perf_counter()
-        upload = emu.store.list_uploads()[-1]
+        upload = emu.store.uploads.list_uploads()[-1]
     finally:
         emu.close()
     if upload["status"] != "succeeded":
@@ -145,7 +145,7 @@ def rss_child(path: str) -> None:
     elapsed = time.perf_counter() - start
     stop.set()
     sampler.join()
-    upload = emu.store.list_uploads()[-1]
+    upload = emu.store.uploads.list_uploads()[-1]
     emu.close()
     print(json.dumps({"baseline": baseline, "peak": peak[0], "seconds": elapsed, "rows": upload["rows_stored"],
                       "status": upload["status"], "bytes": size}))

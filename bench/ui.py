@@ -25,16 +25,16 @@ def main() -> int:
     app = create_app(Config(log_requests=False))
     store = app.extensions["dcp_emulator"].store
     account = app.extensions["dcp_emulator"].default_account_id
-    service = store.create_service(account, {"name": "Big"})
-    table = store.create_datasource(account, service["id"], {"name": "CRM", "keyfield_locator_type": "uid"})
-    attrs = [store.create_attribute(account, table["id"], spec)["id"] for spec in (
+    service = store.management.create_service(account, {"name": "Big"})
+    table = store.management.create_datasource(account, service["id"], {"name": "CRM", "keyfield_locator_type": "uid"})
+    attrs = [store.management.create_attribute(account, table["id"], spec)["id"] for spec in (
         {"name": "name", "datatype": "string"}, {"name": "ltv", "datatype": "double"},
         {"name": "vip", "datatype": "bool"}, {"name": "since", "datatype": "datetime", "format": "yyyy-mm-dd"})]
     name, ltv, vip, since = (str(a) for a in attrs)
     started = time.perf_counter()
     batch = 100_000
     for low in range(0, PROFILES, batch):
-        store.upsert_profiles(table["id"], [
+        store.profile_tables.upsert_profiles(table["id"], [
             (f"c-{i:07d}", {name: f"Customer {i}", ltv: i * 1.5, vip: i % 3 == 0, since: f"2021-0{1 + i % 9}-1{i % 10}"})
             for i in range(low, low + batch)])
     print(f"filled {PROFILES:,} profiles in {time.perf_counter() - started:.1f} s")

@@ -56,7 +56,7 @@ class Emulator:
         self._default_snapshot: Snapshot | None = None  # built on first use (see _default_target)
         self._snapshots: dict[str, Snapshot] = {}
         try:
-            if not self.store.find_account_ids():
+            if not self.store.credentials.find_account_ids():
                 self.load_default_state()
                 self._apply_startup_seeds(config.seed)
             elif config.seed:
@@ -138,12 +138,12 @@ class Emulator:
     @property
     def default_account_id(self) -> int:
         """The account the default (or first seeded) tokens belong to."""
-        ids = self.store.find_account_ids()
+        ids = self.store.credentials.find_account_ids()
         return DEFAULT_ACCOUNT_ID if DEFAULT_ACCOUNT_ID in ids or not ids else ids[0]
 
     def default_tokens(self) -> dict[str, str | None]:
         """One token of each kind of the default account (what /_emulator/info advertises)."""
-        return self.store.first_tokens(self.default_account_id)
+        return self.store.credentials.first_tokens(self.default_account_id)
 
     def readiness(self) -> dict[str, dict[str, Any]]:
         """Each part's readiness: {"store": {"ready": bool, "detail": str}, ...}."""
@@ -237,9 +237,9 @@ class Emulator:
 
 def load_default_state(store: Store) -> None:
     """Write the state of a fresh emulator into ``store``: one account with one token of each kind, nothing else."""
-    store.create_account(DEFAULT_ACCOUNT_ID, name="Default account")
+    store.credentials.create_account(DEFAULT_ACCOUNT_ID, name="Default account")
     for kind, token in DEFAULT_TOKENS.items():
-        store.create_token(token, kind, DEFAULT_ACCOUNT_ID)
+        store.credentials.create_token(token, kind, DEFAULT_ACCOUNT_ID)
 
 
 def create_app(config: Config | None = None) -> Flask:

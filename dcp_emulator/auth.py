@@ -46,7 +46,7 @@ def authenticate(store: Store, headers: Mapping[str, str], query: Mapping[str, s
                            "'Authorization: Bearer <OAuth access token>'.")
     token = token.strip()
     # Real tokens are ASCII; anything else (even undecodable header bytes) cannot be a known token.
-    row = store.find_token(token) if token.isascii() else None
+    row = store.credentials.find_token(token) if token.isascii() else None
     if row is None:
         raise AuthenticationFailed("Authentication Failed: the token is unknown.")
     if row["kind"] == "personal":

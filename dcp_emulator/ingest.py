@@ -78,7 +78,7 @@ class Progress:
     errors: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        """The fields ``Store.apply_upload_batch`` records."""
+        """The fields ``Uploads.apply_upload_batch`` records."""
         return {"records_done": self.records_done, "rows_total": self.rows_total, "rows_stored": self.rows_stored,
                 "rows_rejected": self.rows_rejected, "errors": self.errors}
 
@@ -375,7 +375,7 @@ def _end_of_file(rows: list, line_before: int, header: list[str]) -> None:
 
 
 def _upsert_sql(datasource_id: int, cid_param: int, batches: list[_ColumnBatch]) -> str:
-    """The bulk form of ``Store.upsert_profiles``: one row's cells into the table's profile table.
+    """The bulk form of ``ProfileTables.upsert_profiles``: one row's cells into the table's profile table.
 
     An empty cell is NULL, which inserts nothing and, on conflict, leaves the stored value unchanged
     (the JSON API's null means "clear"; an empty cell does not). Table and column names are built
@@ -611,7 +611,7 @@ class Ingestor:
     def readiness(self) -> tuple[bool, str]:
         """Ready when the worker thread runs; the detail counts unfinished uploads."""
         alive = self._thread.is_alive()
-        n = self.store.count_unfinished_uploads()
+        n = self.store.uploads.count_unfinished_uploads()
         return alive, (f"worker running, {n} upload(s) pending" if alive else "ingest worker is not running")
 
     # -- intake
@@ -640,7 +640,7 @@ class Ingestor:
     def enqueue(self, account_id: int, service_id: int, datasource_id: int, key: str, spool: str,
                 size: int) -> dict:
         """Record a pending upload of a spooled file and wake the worker; returns the upload."""
-        upload = self.store.record_upload(account_id, service_id, datasource_id, key, size, spool)
+        upload = self.store.uploads.record_upload(account_id, service_id, datasource_id, key, size, spool)
         with self._cond:
             self._kicked = True
             self._cond.notify_all()
@@ -649,7 +649,7 @@ class Ingestor:
     def wait_idle(self, timeout: float) -> bool:
         """Block until no upload is pending or processing; False if ``timeout`` seconds passed first."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while self._busy or self.store.count_unfinished_uploads():
+        while self._busy or self.store.uploads.count_unfinished_uploads():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -668,7 +668,7 @@ class Ingestor:
             try:
                 # The store is used without holding _cond: a request thread holding the store's lock
                 # may be about to take _cond (enqueue), and the two must never wait on each other.
-                row = self.store.next_upload_to_process()
+                row = self.store.uploads.next_upload_to_process()
             except Exception:  # the store is closing under us
                 if self._stopping:
                     return
@@ -680,8 +680,9 @@ class Ingestor:
                     if self._stopping:
                         return
                     log.exception("ingest of upload %s failed", row["id"])
-                    self.store.finish_upload(row["id"], "failed", failure="Internal emulator error while "
-                                             f"ingesting ({type(e).__name__}: {e}); this is a bug in dcp-emulator.")
+                    self.store.uploads.finish_upload(row["id"], "failed", failure=(
+                        f"Internal emulator error while ingesting ({type(e).__name__}: {e}); this is a bug in "
+                        "dcp-emulator."))
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
@@ -697,21 +698,21 @@ class Ingestor:
                    if resumed and row["rows_stored"] else "")
         path = os.path.join(self.spool_dir, row["spool"]) if row["spool"] else None
         if not path or not os.path.exists(path):
-            self.store.finish_upload(upload_id, "failed", failure="The uploaded file's spooled copy is gone (the "
-                                     f"emulator was restarted without it, or its spool directory was cleaned).{partial}"
-                                     " Upload the file again.")
+            self.store.uploads.finish_upload(upload_id, "failed", failure=(
+                "The uploaded file's spooled copy is gone (the emulator was restarted without it, or its spool "
+                f"directory was cleaned).{partial} Upload the file again."))
             return
-        target = self.store.import_target(row["dcp_service_id"], row["datasource_id"])
+        target = self.store.uploads.import_target(row["dcp_service_id"], row["datasource_id"])
         if target is None or target["archived"] or target["service_archived"]:
             what = "no longer exists" if target is None else "is archived"
-            self.store.finish_upload(upload_id, "failed", failure=f"Table {row['datasource_id']} {what}; the upload "
-                                     f"was not applied.{partial}")
+            self.store.uploads.finish_upload(upload_id, "failed", failure=(
+                f"Table {row['datasource_id']} {what}; the upload was not applied.{partial}"))
             self._discard(path)
             return
-        if not self.store.start_upload(upload_id):
+        if not self.store.uploads.start_upload(upload_id):
             return
-        self.store.sync_profile_table(row["datasource_id"])
-        attributes = self.store.active_attributes(row["datasource_id"])
+        self.store.profile_tables.sync_profile_table(row["datasource_id"])
+        attributes = self.store.profile_tables.active_attributes(row["datasource_id"])
         archived = [r["name"] for r in self.store._all(
             "SELECT name FROM attributes WHERE dcp_datasource_id = ? AND archived = 1", (row["datasource_id"],))]
         progress = Progress(row["records_done"], row["rows_total"], row["rows_stored"], row["rows_rejected"],
@@ -729,17 +730,17 @@ class Ingestor:
                 result = apply_stream(
                     raw, row["file_name"], row["datasource_id"], attributes, archived,
                     # stopping: leave the upload 'processing' at a batch boundary; a restart resumes it
-                    lambda sql, rows, p: not self._stopping and self.store.apply_upload_batch(
+                    lambda sql, rows, p: not self._stopping and self.store.uploads.apply_upload_batch(
                         upload_id, sql, rows, p.as_dict()),
                     progress=progress, batch_rows=self.batch_rows, error_limit=self.error_limit)
         except HeaderError as e:
-            self.store.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])
+            self.store.uploads.finish_upload(upload_id, "failed", failure=e.reason + partial, errors=[e.entry()])
             self._discard(path)
             return
         if result is None:  # cancelled: a reset removed the upload, or the emulator is stopping
             return
         status = "completed_with_errors" if result.rows_rejected else "succeeded"
-        self.store.finish_upload(upload_id, status)
+        self.store.uploads.finish_upload(upload_id, status)
         self._discard(path)
 
     @staticmethod

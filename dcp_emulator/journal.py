@@ -205,7 +205,7 @@ def _caller(emulator) -> tuple[str | None, int | None]:
     if not token:
         return None, None
     try:
-        row = emulator.store.find_token(token)
+        row = emulator.store.credentials.find_token(token)
     except Exception:  # noqa: BLE001 - the journal must never turn a response into an error
         return None, None
     return (row["kind"], row["account_id"]) if row else ("unknown", None)

@@ -24,17 +24,15 @@ from typing import Any
 
 from .clock import format_timestamp
 from .errors import DcpError, InvalidField, NotFound
+from .resources import OAUTH_APP, OAUTH_TEXT_LIMIT
 from .store import Store
 
 ACCESS_TOKEN_SECONDS = 7200  # the vendor's access token lifetime
 CODE_SECONDS = 600  # authorization codes are single-use and expire after 10 minutes
 REQUEST_SECONDS = 600  # a consent page left open longer must be reloaded
 SCOPE = "all"  # the vendor's only scope
-CLIENT_TYPES = ("confidential", "public")
 RESPONSE_TYPES = ("code", "token")
 GRANT_TYPES = ("authorization_code", "refresh_token")
-MAX_TEXT = 2000  # client ids, names, URIs: longer is not a plausible registration
-_APP_FIELDS = ("client_id", "client_secret", "name", "redirect_uris", "client_type", "account_id")
 _LOOPBACK_HOSTS = ("localhost",)
 
 
@@ -103,26 +101,13 @@ def with_params(uri: str, params: dict[str, str | None], fragment: bool = False)
 
 
 # ---------------------------------------------------------------------- registration
-def _text(fields: Mapping[str, Any], name: str, required: bool = False) -> str | None:
-    value = fields.get(name)
-    if value is None:
-        if required:
-            raise InvalidField(f"{name} is required.", field=name)
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT or value != value.strip():
-        raise InvalidField(f"{name} must be a non-empty string of at most {MAX_TEXT} characters without "
-                           f"surrounding whitespace, got {value!r}.", field=name)
-    return value
-
-
 def _redirect_uris(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise InvalidField("redirect_uris is required: a list of one or more absolute URIs, such as "
-                           "['https://partner.example/oauth/callback'].", field="redirect_uris")
+        raise InvalidField(f"redirect_uris must be {OAUTH_APP.field('redirect_uris').hint}", field="redirect_uris")
     for uri in value:
-        parts = urllib.parse.urlsplit(uri) if isinstance(uri, str) and len(uri) <= MAX_TEXT else None
+        parts = urllib.parse.urlsplit(uri) if isinstance(uri, str) and len(uri) <= OAUTH_TEXT_LIMIT else None
         if parts is None or not parts.scheme or not (parts.netloc or parts.path) or uri != uri.strip():
             raise InvalidField(f"redirect_uris: {uri!r} is not an absolute URI (scheme://host/path).",
                                field="redirect_uris")
@@ -137,43 +122,30 @@ def _redirect_uris(value: Any) -> list[str]:
 def register_app(store: Store, fields: Mapping[str, Any], default_account_id: int) -> dict:
     """Register an application; ``client_id`` (and a confidential client's ``client_secret``) are
     generated when absent. Returns the application, secret included."""
-    unknown = [k for k in fields if k not in _APP_FIELDS]
-    if unknown:
-        raise InvalidField(f"Unknown field {unknown[0]!r}; accepted fields are {', '.join(_APP_FIELDS)}.",
-                           field=unknown[0])
-    name = _text(fields, "name", required=True)
-    client_type = fields.get("client_type", "confidential")
-    if client_type not in CLIENT_TYPES:
-        raise InvalidField(f"client_type must be one of {', '.join(CLIENT_TYPES)}, got {client_type!r}.",
-                           field="client_type")
-    client_id = _text(fields, "client_id") or "app-" + secrets.token_hex(8)
-    secret = _text(fields, "client_secret")
+    values = OAUTH_APP.parse_create(fields)
+    client_type, secret = values["client_type"], values["client_secret"]
+    client_id = values["client_id"] or "app-" + secrets.token_hex(8)
     if client_type == "public" and secret is not None:
         raise InvalidField("A public client has no client_secret (it cannot keep one); leave it out, or "
                            "register a confidential client.", field="client_secret")
     if client_type == "confidential" and secret is None:
         secret = secrets.token_urlsafe(32)
-    uris = _redirect_uris(fields.get("redirect_uris"))
-    account_id = fields.get("account_id", default_account_id)
-    if isinstance(account_id, bool) or not isinstance(account_id, int) or account_id not in store.find_account_ids():
+    uris = _redirect_uris(values["redirect_uris"])
+    account_id = default_account_id if values["account_id"] is None else values["account_id"]
+    if account_id not in store.credentials.find_account_ids():
         raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.", field="account_id")
     with store.transaction() as db:
         if db.execute("SELECT 1 FROM oauth_apps WHERE client_id = ?", (client_id,)).fetchone():
             raise InvalidField(f"An application with client_id {client_id!r} is already registered.",
                                field="client_id")
-        db["oauth_apps"].insert({"client_id": client_id, "client_secret": secret, "name": name,
+        db["oauth_apps"].insert({"client_id": client_id, "client_secret": secret, "name": values["name"],
                                  "redirect_uris": json.dumps(uris), "client_type": client_type,
                                  "account_id": account_id})
     return get_app(store, client_id)
 
 
 def _app_out(row: dict) -> dict:
-    out = {"client_id": row["client_id"]}
-    if row["client_secret"] is not None:
-        out["client_secret"] = row["client_secret"]
-    out.update(name=row["name"], redirect_uris=json.loads(row["redirect_uris"]), client_type=row["client_type"],
-               account_id=row["account_id"])
-    return out
+    return OAUTH_APP.render({**row, "redirect_uris": json.loads(row["redirect_uris"])})
 
 
 def get_app(store: Store, client_id: str) -> dict:
@@ -282,7 +254,7 @@ class OAuthServer:
             if isinstance(account_id, str) and account_id.isdigit():
                 account_id = int(account_id)
             if isinstance(account_id, bool) or not isinstance(account_id, int) or \
-                    account_id not in self.store.find_account_ids():
+                    account_id not in self.store.credentials.find_account_ids():
                 raise InvalidField(f"account_id {account_id!r} is not an account of this emulator.",
                                    field="account_id")
             db.execute("DELETE FROM oauth_requests WHERE id = ?", (request_id,))
@@ -309,8 +281,9 @@ class OAuthServer:
     # ------------------------------------------------------------------ token endpoint
     def _issue(self, client_id: str, account_id: int, refresh_token: str | None) -> str:
         token = secrets.token_urlsafe(32)
-        self.store.create_token(token, "oauth", account_id, expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
-                                refresh_token=refresh_token, client_id=client_id)
+        self.store.credentials.create_token(token, "oauth", account_id,
+                                            expires_at=self.store.clock.timestamp(ACCESS_TOKEN_SECONDS),
+                                            refresh_token=refresh_token, client_id=client_id)
         return token
 
     def _client(self, params: Mapping[str, str], basic: tuple[str, str] | None) -> dict:

@@ -20,6 +20,7 @@ from .resources import (
     ALIAS,
     ATTRIBUTE,
     DATASOURCE,
+    OAUTH_APP,
     PROFILE,
     PROJECT,
     RESOURCES,
@@ -80,10 +81,6 @@ _CREDENTIALS = obj("The default account and its tokens, after the state changed.
 _UPLOAD_PAGE = (("after", {"type": "integer", "minimum": 0}, "Uploads with a higher id."),
                 ("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (default 100)."),
                 ("datasource_id", {"type": "integer", "minimum": 0}, "One table's uploads."))
-_OAUTH_APP = obj("A registered OAuth 2.0 application.", ("client_id", "name", "redirect_uris", "client_type"),
-                 client_id="string", client_secret={"type": ["string", "null"]}, name="string",
-                 redirect_uris={"type": "array", "items": {"type": "string"}},
-                 client_type={"type": "string", "enum": ["confidential", "public"]}, account_id="integer")
 _CLOCK = obj("The emulator's clock.", ("now", "offset_seconds", "real_time"), now="string",
              offset_seconds="number", real_time="boolean")
 _ANY = {"type": "object"}
@@ -205,9 +202,10 @@ OPERATIONS: dict[str, Op] = {
     "uploads.template_csv": Op("A table's template CSV (its header row)", response={"type": "string"},
                                content_type="text/csv"),
     "oauth_control.apps": Op("Registered OAuth applications", response=obj(
-        "Applications.", ("oauth_apps",), oauth_apps={"type": "array", "items": _OAUTH_APP})),
-    "oauth_control.add_app": Op("Register an OAuth application", 201, _OAUTH_APP, request=_ANY),
-    "oauth_control.one_app": Op("One OAuth application", response=_OAUTH_APP),
+        "Applications.", ("oauth_apps",), oauth_apps=many(OAUTH_APP))),
+    "oauth_control.add_app": Op("Register an OAuth application", 201, one(OAUTH_APP),
+                                request=OAUTH_APP.request_schema(update=False)),
+    "oauth_control.one_app": Op("One OAuth application", response=one(OAUTH_APP)),
     "oauth_control.revoke_app": Op("Revoke an application's access to an account", response=_ANY,
                                    request=obj("Whose access.", (), account_id="integer"), body_required=False),
     "oauth_control.authorizations": Op("Authorization requests waiting for a decision", response=obj(

@@ -13,6 +13,7 @@ No Flask and no SQL here: this module is shared by the store, the API layer, see
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ EDITABLE = "editable"  # settable on create and on update
 CREATE_ONLY = "create_only"  # set on create, never changed afterwards (PUT accepts only the current value)
 UPDATE_ONLY = "update_only"  # only PUT changes it (e.g. ``archived: false`` unarchives)
 
+_REGISTRY: dict[str, Resource] = {}  # every description by name (constant data, filled at import)
 _ID_MAX = 2**63 - 1  # SQLite's INTEGER range: every integer field is an id or a count
 _NAME_LIMIT = 255  # names of services, tables, attributes and projects
 _TEXT_LIMIT = 65_536  # free text (descriptions, project JavaScript): well past any real value
@@ -50,6 +52,9 @@ class Field:
     column: str | None = None  # the stored column, when named otherwise
     computed: Callable[[Mapping[str, Any]], Any] | None = None  # derived from the row, never stored
     seed: bool = True  # a seed may give it (read-only ones verbatim: ids, keys, timestamps)
+    trimmed: bool = False  # a string that must not start or end with whitespace
+    omit_null: bool = False  # left out of the rendered resource when null (instead of null)
+    hint: str = ""  # what to send, for the message when a required field is missing
 
     @property
     def writable_on_create(self) -> bool:
@@ -118,6 +123,8 @@ class Field:
             if self.max_length is not None and len(value) > self.max_length:
                 raise InvalidField(f"{name} must be at most {self.max_length} characters (got {len(value)}).",
                                    field=name)
+            if self.trimmed and value != value.strip():
+                raise InvalidField(f"{name} must not start or end with whitespace (got {value!r}).", field=name)
             if self.pattern is not None and not re.fullmatch(self.pattern, value):
                 raise InvalidField(f"{name} must match ^{self.pattern}$ (got {value!r}).", field=name)
         if self.enum is not None and value not in self.enum:
@@ -136,6 +143,8 @@ class Field:
         value = row[self.column or self.name]
         if self.type == "boolean" and value is not None:
             return bool(value)
+        if self.type == "array" and isinstance(self.items, str):
+            return [_REGISTRY[self.items].render(item) for item in value]
         return value
 
 
@@ -157,7 +166,9 @@ class Resource:
     immutable_hint: str = ""  # what to do instead of changing a create-only field
 
     def __post_init__(self) -> None:
+        _REGISTRY[self.name] = self  # so a field can list resources of another description by name
         object.__setattr__(self, "by_name", {f.name: f for f in self.fields})
+        object.__setattr__(self, "_omit_null", [f.name for f in self.fields if f.omit_null])
 
     def field(self, name: str) -> Field:
         """The field called ``name``."""
@@ -169,8 +180,14 @@ class Resource:
         return [f.name for f in self.fields]
 
     def render(self, row: Mapping[str, Any], **extra: Any) -> dict:
-        """A stored row as the API's JSON object; ``extra`` gives fields the row does not hold (nested lists)."""
-        return {f.name: extra[f.name] if f.name in extra else f.render(row) for f in self.fields}
+        """A stored row as the API's JSON object (the serializer of the API side). A field listing other
+        resources (a table's attributes) holds their rows and is rendered by their description; ``extra``
+        gives fields the row does not hold."""
+        out = {f.name: extra[f.name] if f.name in extra else f.render(row) for f in self.fields}
+        for f in self._omit_null:  # type: ignore[attr-defined]
+            if out[f] is None:
+                del out[f]
+        return out
 
     # ------------------------------------------------------------------ request bodies
     def _accepted(self, update: bool) -> list[str]:
@@ -207,13 +224,14 @@ class Resource:
                 values[f.name] = f.check(body[f.name])
         return values
 
-    def parse_update(self, body: Mapping[str, Any], current: Mapping[str, Any]) -> dict:
-        """The changes of a PUT body against the resource as rendered now: only fields given with a new value.
+    def parse_update(self, body: Mapping[str, Any], row: Mapping[str, Any]) -> dict:
+        """The changes of a PUT body against the resource's stored row: only fields given with a new value.
 
-        Read-only and create-only fields sent back unchanged are accepted (clients PUT back what they GET);
-        with another value they are refused, naming the field.
+        Read-only and create-only fields sent back unchanged (as the API shows them) are accepted: clients
+        PUT back what they GET. With another value they are refused, naming the field.
         """
         self._check_names(body, update=True)
+        current = self.render(row)
         changes = {}
         for key, value in body.items():
             f = self.field(key)
@@ -242,9 +260,8 @@ class Resource:
         for f in self.fields:
             if f.computed is not None or not f.seed or f.name in omit or f.type == "array":
                 continue
-            value = rendered[f.name]
-            if value == f.default and type(value) is type(f.default) and (f.default is not None or
-                                                                          f.access != READ_ONLY):
+            value = rendered.get(f.name)
+            if value == f.default and type(value) is type(f.default):
                 continue  # what a seed without it would get anyway
             out[f.name] = value
         return out
@@ -254,7 +271,7 @@ class Resource:
         """The JSON Schema of the resource as the API answers it (every field always present)."""
         doc = self.doc + ("\n\nRules: " + " ".join(self.checks) if self.checks else "")
         return {"type": "object", "description": doc, "properties": {f.name: f.schema() for f in self.fields},
-                "required": self.field_names, "additionalProperties": False}
+                "required": [f.name for f in self.fields if not f.omit_null], "additionalProperties": False}
 
     def request_schema(self, update: bool) -> dict:
         """The JSON Schema of a POST (create) or PUT (update) body."""
@@ -269,6 +286,8 @@ class Resource:
 
 
 def _missing(f: Field) -> InvalidField:
+    if f.hint:
+        return InvalidField(f"{f.name} is required: {f.hint}", field=f.name)
     if f.type == "string" and f.non_blank:
         return InvalidField(f"{f.name} is required and must be a non-empty string (missing).", field=f.name)
     if f.enum:
@@ -486,20 +505,75 @@ UPLOAD = Resource(
         Field("rows_total", "integer", "Data rows read so far."),
         Field("rows_stored", "integer", "Rows applied."),
         Field("rows_rejected", "integer", "Rows refused (see errors)."),
-        Field("errors", "array", "The first rejected rows: line, column, value and reason.", items={
+        Field("errors", "array", "The first rejected rows: line, column, value and reason.",
+              computed=lambda row: json.loads(row["errors"]), items={
             "type": "object", "description": "One rejected row, or a problem of the whole file (line null).",
             "properties": {"line": {"type": ["integer", "null"]}, "column": {"type": ["string", "null"]},
                            "value": {"type": ["string", "null"]}, "reason": {"type": "string"}}}),
-        Field("errors_total", "integer", "Rows rejected, plus one if the whole upload failed."),
+        Field("errors_total", "integer", "Rows rejected, plus one if the whole upload failed.",
+              computed=lambda row: row["rows_rejected"] + (1 if row["failure"] else 0)),
         Field("failure", "string", "Why the whole upload failed (bad header, undecodable file), or null.",
               nullable=True),
         Field("warnings", "array", "Warnings, such as a file name re-used before the earlier upload was "
-              "processed.", items={"type": "string"}),
+              "processed.", items={"type": "string"},
+              computed=lambda row: json.loads(row["warnings"])),
         Field("received_at", "timestamp", "When the object was completed."),
         Field("started_at", "timestamp", "When processing started, or null.", nullable=True),
         Field("finished_at", "timestamp", "When processing finished, or null.", nullable=True),
     ),
 )
 
-RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD)
+TOKEN_KINDS = ("classic", "personal", "oauth")
+TOKEN = Resource(
+    "token", "API token",
+    "An API token of an account (seeds and exports): classic tokens go in a Token header, OAuth access tokens "
+    "in Authorization: Bearer; personal tokens are refused by the DCP APIs.",
+    (
+        Field("token", "string", "The token string clients send.", access=CREATE_ONLY, required=True,
+              non_blank=True, trimmed=True),
+        Field("kind", "string", "What kind of token it is.", access=CREATE_ONLY, enum=TOKEN_KINDS,
+              default="classic"),
+        Field("expires_at", "timestamp", "When it stops being accepted, or null for never.", nullable=True),
+        Field("revoked", "boolean", "Revoked tokens are refused (403).", default=False),
+        Field("refresh_token", "string", "The OAuth refresh token issued with it, if any.", nullable=True),
+        Field("client_id", "string", "The OAuth application it was issued to, if any.", nullable=True),
+        Field("account_id", "integer", "The account it belongs to."),
+    ),
+)
+
+ACCOUNT = Resource(
+    "account", "account",
+    "An account of the emulator: owns tokens, DCP services and projects (seeds and exports).",
+    (
+        Field("id", "integer", "The account id."),
+        Field("name", "string", "A name for people.", access=EDITABLE, non_blank=True, max_length=_NAME_LIMIT),
+        Field("tokens", "array", "Its API tokens.", items=TOKEN.name),
+    ),
+)
+
+OAUTH_CLIENT_TYPES = ("confidential", "public")
+OAUTH_TEXT_LIMIT = 2000  # client ids, names, URIs: longer is not a plausible registration
+OAUTH_APP = Resource(
+    "oauth_app", "OAuth application",
+    "A registered OAuth 2.0 application (client): what the vendor's developer console registers.",
+    (
+        Field("client_id", "string", "Its client id (generated when not given).", access=CREATE_ONLY,
+              non_blank=True, trimmed=True, max_length=OAUTH_TEXT_LIMIT),
+        Field("client_secret", "string", "A confidential client's secret (generated when not given); public "
+              "clients have none.", access=CREATE_ONLY, nullable=True, non_blank=True, trimmed=True,
+              max_length=OAUTH_TEXT_LIMIT, omit_null=True),
+        Field("name", "string", "The name the consent page shows.", access=CREATE_ONLY, required=True,
+              non_blank=True, trimmed=True, max_length=OAUTH_TEXT_LIMIT),
+        Field("redirect_uris", "array", "Where authorization may send the browser back (absolute URIs, no "
+              "fragment).", access=CREATE_ONLY, required=True, items={"type": "string"},
+              hint="a list of one or more absolute URIs, such as ['https://partner.example/oauth/callback']."),
+        Field("client_type", "string", "confidential (has a secret) or public (a browser or mobile app).",
+              access=CREATE_ONLY, enum=OAUTH_CLIENT_TYPES, default="confidential"),
+        Field("account_id", "integer", "The account of the developer who registered it (default: the default "
+              "account).", access=CREATE_ONLY, nullable=True),
+    ),
+    checks=("A public client has no client_secret.", "client_id is unique."),
+)
+
+RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD, TOKEN, ACCOUNT, OAUTH_APP)
 

@@ -318,7 +318,7 @@ class S3Gateway:
             raise _denied(f"Malformed SigV4 credential scope {credential!r}: expected "
                           "ACCESS_KEY/YYYYMMDD/REGION/s3/aws4_request.")
         access_key, _date, region, service, _ = scope
-        owner = self.store.resolve_aws_key(access_key)
+        owner = self.store.credentials.resolve_aws_key(access_key)
         if owner is None:
             raise _denied(f"Unknown AWS access key {access_key!r}: it was not issued by this emulator. Use the "
                           "aws_access_key of the table (GET /experiment/v1/dcp_datasources/{id}) or DCP service.")
@@ -405,7 +405,7 @@ class S3Gateway:
             raise _denied(f"Objects must be written under a table's path, s3://{IMPORT_BUCKET}/dcp/{{service_id}}/"
                           f"{{table_id}}/FILE; {key!r} is not. {may}.")
         service_id, datasource_id = int(m[1]), int(m[2])
-        target = self.store.import_target(service_id, datasource_id)
+        target = self.store.uploads.import_target(service_id, datasource_id)
         if target is None:
             raise _denied(f"{key!r}: table {datasource_id} is not a table of DCP service {service_id}, so there is "
                           "nothing to import into.")

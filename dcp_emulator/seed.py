@@ -29,7 +29,7 @@ import yaml
 
 from .errors import DcpError, SeedError
 from .oauth import list_apps, register_app
-from .resources import ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, Resource
+from .resources import ACCOUNT, ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, TOKEN, Resource
 from .seeds import resolve_seed
 from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, TOKEN_KINDS, PatchError, Store, profile_patch
 
@@ -41,8 +41,8 @@ _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _TOP_KEYS = ("accounts", "dcp_services", "projects", "oauth_apps")
-_ACCOUNT_KEYS = ("id", "name", "tokens")
-_TOKEN_KEYS = ("token", "kind", "expires_at", "revoked", "refresh_token", "client_id", "account_id")
+_ACCOUNT_KEYS = ACCOUNT.seed_keys
+_TOKEN_KEYS = TOKEN.seed_keys
 # A seed entry of a resource has the resource's own fields (resources.py), plus what it contains.
 _SERVICE_KEYS = SERVICE.seed_keys + ("datasources", "aliases")
 _DATASOURCE_KEYS = DATASOURCE.seed_keys + ("profiles",)
@@ -317,13 +317,13 @@ class _Applier:
         d = self.mapping(d, path, _ACCOUNT_KEYS)
         account_id = self.int_id(d, "id", path)
         name = self.string(d, "name", path)
-        exists = account_id is not None and account_id in self.store.find_account_ids()
+        exists = account_id is not None and account_id in self.store.credentials.find_account_ids()
         if exists:
             # Accounts merge: a seed may add tokens to the default account (or rename it).
             if name is not None:
                 self.store.db.execute("UPDATE accounts SET name = ? WHERE id = ?", (name, account_id))
         else:
-            account_id = self.store.create_account(account_id, name=name or SEEDED_ACCOUNT_NAME)["id"]
+            account_id = self.store.credentials.create_account(account_id, name=name or SEEDED_ACCOUNT_NAME)["id"]
         self.counts["accounts"] += 1
         if self.first_account_id is None:
             self.first_account_id = account_id
@@ -342,16 +342,16 @@ class _Applier:
             raise self.fail(_key_path(path, "kind"), f"must be one of {', '.join(TOKEN_KINDS)}, got {kind!r}")
         if d.get("account_id") is not None and self.int_id(d, "account_id", path) != account_id:
             raise self.fail(_key_path(path, "account_id"), f"differs from the enclosing account {account_id}")
-        owner = self.store.find_token(token)
+        owner = self.store.credentials.find_token(token)
         if owner is not None and owner["account_id"] != account_id:
             raise self.fail(_key_path(path, "token"), f"already belongs to account {owner['account_id']}")
         expires_at = self.timestamp(d, "expires_at", path)
         revoked = self.flag(d, "revoked", path)
-        self.store.create_token(token, kind, account_id, expires_at=expires_at,
-                                refresh_token=self.string(d, "refresh_token", path),
-                                client_id=self.string(d, "client_id", path))
+        self.store.credentials.create_token(token, kind, account_id, expires_at=expires_at,
+                                            refresh_token=self.string(d, "refresh_token", path),
+                                            client_id=self.string(d, "client_id", path))
         if revoked:
-            self.store.revoke_token(token)
+            self.store.credentials.revoke_token(token)
         self.counts["tokens"] += 1
 
     def owner(self, d: dict, path: str) -> int:
@@ -361,7 +361,7 @@ class _Applier:
             if account_id is None:
                 raise self.fail(_key_path(path, "account_id"), "is required (no account is declared in this seed)")
             return account_id
-        if account_id not in self.store.find_account_ids():
+        if account_id not in self.store.credentials.find_account_ids():
             raise self.fail(_key_path(path, "account_id"), f"account {account_id} does not exist; declare it "
                                                            "under accounts (the default account is 1001)")
         return account_id
@@ -391,7 +391,7 @@ class _Applier:
             # Provisioned with its service: it shares the service's timestamps (never the clock).
             opt_given = {"created": given["created"], "last_modified": given["created"]}
         name = {"name": d["name"]} if "name" in d else {}
-        service = self.call(path, self.store.create_service, account_id, name, enforce_limit=False,
+        service = self.call(path, self.store.management.create_service, account_id, name, enforce_limit=False,
                             optimizely_table=opt_given, **given)
         sid = service["id"]
         if d.get("s3_path") not in (None, f"dcp/{sid}"):
@@ -418,7 +418,7 @@ class _Applier:
             given = self.given(d, path)
             self.free_id("datasources", given.get("id"), path, "Table")
             fields = _api_fields(DATASOURCE, d)
-            did = self.call(path, self.store.create_datasource, account_id, service_id, fields, **given)["id"]
+            did = self.call(path, self.store.management.create_datasource, account_id, service_id, fields, **given)["id"]
             self.counts["datasources"] += 1
         if d.get("s3_path") not in (None, f"dcp/{service_id}/{did}"):
             raise self.fail(_key_path(path, "s3_path"), f"is always dcp/{service_id}/{did} for table {did}")
@@ -436,7 +436,7 @@ class _Applier:
         self.free_id("attributes", given.get("id"), path, "Attribute")
         given["archived"] = self.flag(d, "archived", path)
         fields = _api_fields(ATTRIBUTE, d)
-        attr = self.call(path, self.store.create_attribute, account_id, datasource_id, fields, **given)
+        attr = self.call(path, self.store.management.create_attribute, account_id, datasource_id, fields, **given)
         self.counts["attributes"] += 1
         if d.get("values") is not None:
             if not given["archived"]:
@@ -463,7 +463,7 @@ class _Applier:
             except PatchError as e:
                 raise self.fail(where, f"invalid {attr['datatype']} value: {e.reason}") from None
             rows.append((customer_id, patch))
-        self.store.upsert_profiles(datasource_id, rows)
+        self.store.profile_tables.upsert_profiles(datasource_id, rows)
 
     def customer_id(self, customer_id: Any, where: str) -> str:
         """A customer id as stored (a YAML number becomes its string), or a SeedError."""
@@ -497,7 +497,7 @@ class _Applier:
         if value is None:
             return
         pairs = self.keyed_entries(value, path, "{customer id: {attribute: value}}", "")
-        attrs = self.store.active_attributes(datasource_id)
+        attrs = self.store.profile_tables.active_attributes(datasource_id)
         rows = []
         seen: set[str] = set()
         for customer_id, data, where, data_path in pairs:
@@ -519,7 +519,7 @@ class _Applier:
                 raise self.fail(_key_path(data_path, e.key),
                                 f"invalid {e.attribute['datatype']} value: {e.reason}") from None
             rows.append((customer_id, patch))
-        self.store.upsert_profiles(datasource_id, rows)
+        self.store.profile_tables.upsert_profiles(datasource_id, rows)
         self.counts["profiles"] += len(rows)
 
     def aliases(self, value: Any, path: str, account_id: int, service_id: int, optimizely_id: int) -> None:
@@ -534,7 +534,7 @@ class _Applier:
                 raise self.fail(where, f"the Optimizely user id must be a string, got {_kind(user_id)}")
             if not isinstance(data, dict):
                 raise self.fail(where, f"expected a mapping of table ids to customer ids, got {_kind(data)}")
-            self.call(where, self.store.write_alias, account_id, service_id, optimizely_id, user_id,
+            self.call(where, self.store.profiles.write_alias, account_id, service_id, optimizely_id, user_id,
                       {str(k): v for k, v in data.items()})
             self.counts["aliases"] += len(data)
 
@@ -546,7 +546,7 @@ class _Applier:
         if d.get("code_revision") is not None:
             given["code_revision"] = self.int_id(d, "code_revision", path)
         fields = _api_fields(PROJECT, d)
-        self.call(path, self.store.create_project, account_id, fields, **given)
+        self.call(path, self.store.management.create_project, account_id, fields, **given)
         self.counts["projects"] += 1
 
     def oauth_app(self, d: Any, path: str) -> None:
@@ -570,7 +570,7 @@ def apply_seed(store: Store, seed: Any, source: str = "<seed>", default_account_
         raise SeedError(source, "", f"a seed must be a mapping with keys {', '.join(_TOP_KEYS)}, got {_kind(seed)}")
     _check_unicode(seed, source)
     applier = _Applier(store, source, default_account_id)
-    with store.transaction(), store.profiles_view_deferred():
+    with store.transaction(), store.profile_tables.profiles_view_deferred():
         applier.apply(seed)
     return applier.counts
 
@@ -611,16 +611,9 @@ def export_state(store: Store) -> dict:
         q = store._all
         accounts = []
         for a in q("SELECT * FROM accounts ORDER BY id"):
-            tokens = []
-            for t in q("SELECT * FROM tokens WHERE account_id = ? ORDER BY rowid", (a["id"],)):
-                token = {"token": t["token"], "kind": t["kind"]}
-                for key in ("expires_at", "refresh_token", "client_id"):
-                    if t.get(key) is not None:
-                        token[key] = t[key]
-                if t["revoked"]:
-                    token["revoked"] = True
-                tokens.append(token)
-            accounts.append({"id": a["id"], "name": a["name"], "tokens": tokens})
+            tokens = [TOKEN.export(TOKEN.render(t), omit=("account_id",))
+                      for t in q("SELECT * FROM tokens WHERE account_id = ? ORDER BY rowid", (a["id"],))]
+            accounts.append({**ACCOUNT.export(ACCOUNT.render(a, tokens=tokens)), "tokens": tokens})
         services = [_export_service(store, s) for s in q("SELECT * FROM dcp_services ORDER BY id")]
         projects = [PROJECT.export(PROJECT.render(p)) for p in q("SELECT * FROM projects ORDER BY id")]
     return {"accounts": accounts, "dcp_services": services, "projects": projects, "oauth_apps": list_apps(store)}
@@ -645,7 +638,7 @@ def _export_datasource(store: Store, d: dict) -> dict:
     out = DATASOURCE.export(DATASOURCE.render(d, attributes=[]), omit=("dcp_service_id", *fixed))
     attrs = store._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (d["id"],))
     active = [a for a in attrs if not a["archived"]]
-    profiles = store.stored_profiles(d["id"], active)
+    profiles = store.profile_tables.stored_profiles(d["id"], active)
     # Values of archived attributes are invisible to the API but come back when the attribute is
     # unarchived, so they are exported too: under their attribute, since names are unique only among
     # active attributes.
@@ -659,7 +652,7 @@ def _export_datasource(store: Store, d: dict) -> dict:
 
 def _archived_values(store: Store, datasource_id: int, attribute: dict) -> dict[str, Any]:
     """{customer id: value} stored for one archived attribute."""
-    stored = store.stored_profiles(datasource_id, [attribute])
+    stored = store.profile_tables.stored_profiles(datasource_id, [attribute])
     return {cid: values[attribute["name"]] for cid, values in stored.items() if values}
 
 

@@ -77,7 +77,7 @@ def test_classic_and_oauth_tokens_reach_every_route(client, world, headers):
 
 
 def test_an_oauth_token_that_expires_later_is_accepted(app, client):
-    _store(app).create_token("fresh-oauth", "oauth", 1001, expires_at=_iso(dt.timedelta(hours=1)))
+    _store(app).credentials.create_token("fresh-oauth", "oauth", 1001, expires_at=_iso(dt.timedelta(hours=1)))
     ok(client.get(f"{MGMT}/dcp_services", headers={"Authorization": "Bearer fresh-oauth"}), 200)
 
 
@@ -128,14 +128,14 @@ def test_unknown_tokens_are_403_authentication_failed(client, headers):
 
 
 def test_revoked_tokens_are_403(app, client):
-    _store(app).revoke_token(DEFAULT_TOKENS["classic"])
+    _store(app).credentials.revoke_token(DEFAULT_TOKENS["classic"])
     err = error(client.get(f"{MGMT}/dcp_services", headers=CLASSIC), 403, "authentication_failed")
     assert "revoked" in err["message"]
     ok(client.get(f"{MGMT}/dcp_services", headers=OAUTH), 200)  # the other tokens still work
 
 
 def test_expired_oauth_tokens_are_403(app, client):
-    _store(app).create_token("old-oauth", "oauth", 1001, expires_at=_iso(-dt.timedelta(seconds=1)))
+    _store(app).credentials.create_token("old-oauth", "oauth", 1001, expires_at=_iso(-dt.timedelta(seconds=1)))
     err = error(client.get(f"{MGMT}/dcp_services", headers={"Authorization": "Bearer old-oauth"}), 403,
                 "authentication_failed")
     assert "expired at" in err["message"] and "refresh_token" in err["message"]  # says when, and how to recover
@@ -151,8 +151,8 @@ def test_the_control_plane_needs_no_token(client):
 def other_account(app):
     """A second account with its own classic token, created directly in the store."""
     store = _store(app)
-    account = store.create_account(name="Other account")
-    store.create_token("other-classic-token", "classic", account["id"])
+    account = store.credentials.create_account(name="Other account")
+    store.credentials.create_token("other-classic-token", "classic", account["id"])
     return {"Token": "other-classic-token"}
 
 

@@ -407,7 +407,7 @@ def test_start_up_removes_half_written_spool_files_no_upload_refers_to(tmp_path)
     store = Store(db)
     spool = "a" * 32 + ".upload"
     (tmp_path / "state.db.uploads" / spool).write_text("customerId,age\npending,7\n")
-    store.record_upload(1001, table["dcp_service_id"], table["id"], f"{table['s3_path']}/p.csv", 25, spool)
+    store.uploads.record_upload(1001, table["dcp_service_id"], table["id"], f"{table['s3_path']}/p.csv", 25, spool)
     store.close()
     orphan = tmp_path / "state.db.uploads" / ("b" * 32 + ".upload")
     orphan.write_text("customerId,age\nhalf-writ")

@@ -128,9 +128,9 @@ def test_a_rolled_back_attribute_never_lingers_in_the_cache(app, client, setup):
     store = app.extensions["dcp_emulator"].store
     url = f"/api/customer_profile/{sid}/{tid}/c-1"
     with pytest.raises(RuntimeError), store.transaction():
-        store.create_attribute(1001, tid, {"name": "ghost", "datatype": "long"})
-        store.write_profile(1001, sid, tid, "c-1", {"ghost": 1})
-        assert store.read_profile(1001, sid, tid, "c-1")["data"] == {"ghost": 1}
+        store.management.create_attribute(1001, tid, {"name": "ghost", "datatype": "long"})
+        store.profiles.write_profile(1001, sid, tid, "c-1", {"ghost": 1})
+        assert store.profiles.read_profile(1001, sid, tid, "c-1")["data"] == {"ghost": 1}
         raise RuntimeError("the seed failed further on")
     refused = client.post(url, json={"data": {"ghost": 2}}, headers=T)
     assert refused.status_code == 400, refused.get_data(as_text=True)

@@ -545,10 +545,10 @@ def test_a_project_put_back_as_read_is_accepted_and_read_only_changes_are_refuse
 
 @pytest.mark.parametrize(("payload", "field", "message"), [
     ({"project_status": "active"}, "project_status",
-     "project_status must be one of 'Active', 'Archived' (got 'active'; values are case-sensitive: did you mean "
-     "'Active'?)."),
-    ({"project_status": "paused"}, "project_status", "project_status must be one of 'Active', 'Archived' "
-                                                     "(got 'paused')."),
+     ("project_status must be one of 'Active', 'Archived' (got 'active'; values are case-sensitive: did you mean "
+     "'Active'?).")),
+    ({"project_status": "paused"}, "project_status", ("project_status must be one of 'Active', 'Archived' "
+                                                     "(got 'paused').")),
     ({"include_jquery": "yes"}, "include_jquery", "include_jquery must be true or false (a JSON boolean)."),
     ({"project_javascript": 5}, "project_javascript", "project_javascript must be a string or null (got a number)."),
     ({"ip_filter": None}, "ip_filter", "ip_filter must be a string, not null."),
@@ -565,6 +565,7 @@ def test_project_fields_are_checked_with_a_message_naming_the_field(client, payl
 def test_a_database_file_of_an_older_version_gets_the_classic_project_fields(tmp_path):
     import sqlite3
 
+    from dcp_emulator.resources import PROJECT
     from dcp_emulator.store import Store
 
     path = str(tmp_path / "old.db")
@@ -581,7 +582,7 @@ def test_a_database_file_of_an_older_version_gets_the_classic_project_fields(tmp
     conn.close()
     store = Store(path)  # the migration runs when the store opens the file
     try:
-        projects = store.list_projects(1001)
+        projects = [PROJECT.render(p) for p in store.management.list_projects(1001)]
     finally:
         store.close()
     assert [(p["project_name"], p["project_status"]) for p in projects] == \

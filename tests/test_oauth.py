@@ -503,7 +503,8 @@ def test_consent_page_cannot_be_framed_and_loads_nothing_external(dcp_emulator):
 
 # ---------------------------------------------------------------------- registration and seeds
 @pytest.mark.parametrize(("body", "field", "message"), [
-    ({"redirect_uris": [CALLBACK]}, "name", "name is required."),
+    ({"redirect_uris": [CALLBACK]}, "name", "name is required and must be a non-empty string (missing)."),
+    ({"name": " A", "redirect_uris": [CALLBACK]}, "name", "name must not start or end with whitespace (got ' A')."),
     ({"name": "A"}, "redirect_uris", ("redirect_uris is required: a list of one or more absolute URIs, such as "
                                      "['https://partner.example/oauth/callback'].")),
     ({"name": "A", "redirect_uris": ["/relative"]}, "redirect_uris",
@@ -512,14 +513,14 @@ def test_consent_page_cannot_be_framed_and_loads_nothing_external(dcp_emulator):
      (f"redirect_uris: '{CALLBACK}#x' has a fragment; redirect URIs must not (the implicit grant puts the token "
      "there).")),
     ({"name": "A", "redirect_uris": [CALLBACK], "client_type": "secret"}, "client_type",
-     "client_type must be one of confidential, public, got 'secret'."),
+     "client_type must be one of 'confidential', 'public' (got 'secret')."),
     ({"name": "A", "redirect_uris": [CALLBACK], "client_type": "public", "client_secret": "s"}, "client_secret",
      "A public client has no client_secret (it cannot keep one); leave it out, or register a confidential client."),
     ({"name": "A", "redirect_uris": [CALLBACK], "account_id": 5}, "account_id",
      "account_id 5 is not an account of this emulator."),
     ({"name": "A", "redirect_uris": [CALLBACK], "scopes": "all"}, "scopes",
-     ("Unknown field 'scopes'; accepted fields are client_id, client_secret, name, redirect_uris, client_type, "
-     "account_id.")),
+     ("Unknown field 'scopes'; accepted fields are account_id, client_id, client_secret, client_type, name, "
+     "redirect_uris.")),
 ])
 def test_registration_refusals(client, body, field, message):
     resp = client.post("/_emulator/oauth/apps", json=body)

@@ -138,13 +138,13 @@ def test_a_database_with_json_profiles_is_migrated_to_profile_tables(tmp_path):
 
     path = str(tmp_path / "old.db")
     store = Store(path)
-    account = store.create_account()["id"]
-    service = store.create_service(account, {"name": "S"})["id"]
-    table = store.create_datasource(account, service, {"name": "T", "keyfield_locator_type": "uid"})["id"]
-    attrs = {name: store.create_attribute(account, table, {"name": name, "datatype": dt, "format": fmt})["id"]
+    account = store.credentials.create_account()["id"]
+    service = store.management.create_service(account, {"name": "S"})["id"]
+    table = store.management.create_datasource(account, service, {"name": "T", "keyfield_locator_type": "uid"})["id"]
+    attrs = {name: store.management.create_attribute(account, table, {"name": name, "datatype": dt, "format": fmt})["id"]
              for name, dt, fmt in [("s", "string", None), ("b", "bool", None), ("l", "long", None),
                                    ("d", "double", None), ("e", "datetime", "epoch"), ("gone", "string", None)]}
-    store.delete_attribute(account, attrs["gone"])
+    store.management.delete_attribute(account, attrs["gone"])
     store.close()
     conn = sqlite3.connect(path)  # the former layout, as an earlier version wrote it
     conn.executescript(f"DROP VIEW profiles; DROP TABLE profiles_{table};"
@@ -159,11 +159,11 @@ def test_a_database_with_json_profiles_is_migrated_to_profile_tables(tmp_path):
     store = Store(path)
     try:
         for cid, data in old.items():
-            got = store.read_profile(account, service, table, cid)["data"]
+            got = store.profiles.read_profile(account, service, table, cid)["data"]
             want = {k: v for k, v in data.items() if k != "gone"}
             assert got == want and [type(v) for v in got.values()] == [type(want[k]) for k in got], (cid, got)
-        store.update_attribute(account, attrs["gone"], {"archived": False})  # archived values were kept
-        assert store.read_profile(account, service, table, "c1")["data"]["gone"] == "hidden"
+        store.management.update_attribute(account, attrs["gone"], {"archived": False})  # archived values were kept
+        assert store.profiles.read_profile(account, service, table, "c1")["data"]["gone"] == "hidden"
         assert store.db.execute("SELECT count(*) FROM profiles").fetchone()[0] == 3
     finally:
         store.close()

@@ -181,10 +181,10 @@ def test_points_at_an_already_running_emulator(pytester, monkeypatch, started_wi
         run(pytester).assert_outcomes(passed=4)
         # The inner tests ran against this very server: its state and snapshots show it.
         assert any(n.startswith("pytest-seed:") for n in server.emulator.snapshot_names())
-        assert server.emulator.store.list_services(1001) == []
+        assert server.emulator.store.management.list_services(1001) == []
         # The server's own start-up state is still there for whoever asks for it.
         DcpEmulator(server.url).reset(to="startup")
-        assert [s["id"] for s in server.emulator.store.list_services(1001)] == ([567] if started_with else [])
+        assert [s["id"] for s in server.emulator.store.management.list_services(1001)] == ([567] if started_with else [])
     finally:
         server.shutdown()
 
@@ -227,7 +227,7 @@ def test_s3_client_looks_up_keys_without_exporting_the_state(monkeypatch):
             raise AssertionError("credentials() exported the whole state")
 
         monkeypatch.setattr(emu, "state", no_export)
-        expected = server.emulator.store.aws_credentials(31)
+        expected = server.emulator.store.credentials.aws_credentials(31)
         assert emu.credentials(31) == (expected["aws_access_key"], expected["aws_secret_key"])
         s3 = emu.s3_client(31)
         assert s3.put_object(Bucket=emu.bucket, Key="dcp/30/31/a.csv", Body=b"customerId\nc-1\n")

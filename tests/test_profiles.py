@@ -164,6 +164,115 @@ def test_a_table_of_another_service_is_404():
         app.extensions["dcp_emulator"].close()
 
 
+# ---------------------------------------------------------------- PUT and DELETE of a profile
+def test_put_merges_like_post_and_answers_202(client, w):
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold", "score": 1}}, headers=H), 201)
+    out = ok(client.put(url, json={"data": {"score": "2", "vip": True}}, headers=H), 202)
+    assert out == {"data": {"tier": "gold", "score": 2, "vip": True}, "dcpServiceId": str(w["s"]),
+                   "datasourceId": str(w["crm"]), "customerId": "cust-1"}
+    assert ok(client.put(url, json={"data": {"tier": None}}, headers=H), 202)["data"] == {"score": 2, "vip": True}
+    assert ok(client.get(url, headers=H), 200)["data"] == {"score": 2, "vip": True}
+    # POST's semantics, creation included: a PUT to a customer without a profile creates it
+    assert ok(client.put(_url(w, "new"), json={"data": {"tier": "x"}}, headers=H), 202)["data"] == {"tier": "x"}
+
+
+def test_put_refuses_what_post_refuses_and_writes_nothing(client, w):
+    url = _url(w, "cust-1")
+    before = ok(client.post(url, json={"data": {"tier": "gold"}}, headers=H), 201)
+    err = error(client.put(url, json={"data": {"tier": "x", "score": "lots"}}, headers=H), 400, "invalid_field",
+                field="score")
+    assert "Invalid value for attribute 'score'" in err["message"]
+    err = error(client.put(url, json={"tier": "x"}, headers=H), 400, "invalid_field", field="tier")
+    assert "Unknown field 'tier'" in err["message"]
+    assert ok(client.get(url, headers=H), 200) == before
+
+
+def test_delete_removes_the_profile(client, w):
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold", "score": 1}}, headers=H), 201)
+    ok(client.post(_url(w, "cust-2"), json={"data": {"tier": "silver"}}, headers=H), 201)
+    resp = client.delete(url, headers=H)
+    assert resp.status_code == 204 and resp.get_data() == b""
+    err = error(client.get(url, headers=H), 404, "not_found")
+    assert err["message"] == f"No profile for customer 'cust-1' in table {w['crm']}."
+    assert ok(client.get(_url(w, "cust-2"), headers=H), 200)["data"] == {"tier": "silver"}  # only that one
+    err = error(client.delete(url, headers=H), 404, "not_found")  # a second DELETE: nothing left to delete
+    assert err["message"] == f"No profile for customer 'cust-1' in table {w['crm']}."
+
+
+def test_delete_of_an_unknown_customer_service_or_table_is_404(client, w):
+    err = error(client.delete(_url(w, "nobody"), headers=H), 404, "not_found")
+    assert err["message"] == f"No profile for customer 'nobody' in table {w['crm']}."
+    err = error(client.delete(profile_url(999999, w["crm"], "c"), headers=H), 404, "not_found")
+    assert err["message"] == "No DCP service with id 999999 in this account."
+    err = error(client.delete(profile_url(w["s"], 999999, "c"), headers=H), 404, "not_found")
+    assert err["message"] == f"No table (datasource) with id 999999 in DCP service {w['s']}."
+    err = error(client.delete(_url(w, "x" * 1025), headers=H), 400, "invalid_field", field="customerId")
+    assert "1 to 1024 characters" in err["message"]
+
+
+def test_delete_then_post_starts_a_fresh_profile(client, w):
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold", "score": 1, "vip": True}}, headers=H), 201)
+    ok(client.delete(url, headers=H), 204)
+    assert ok(client.post(url, json={"data": {"score": 5}}, headers=H), 201)["data"] == {"score": 5}
+    assert ok(client.get(url, headers=H), 200)["data"] == {"score": 5}  # no old value came back
+
+
+def test_put_and_delete_of_a_profile_in_an_archived_table_or_service_are_400(client, w):
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold"}}, headers=H), 201)
+    ok(client.delete(f"{MGMT}/dcp_datasources/{w['crm']}", headers=H), 204)
+    for resp in (client.put(url, json={"data": {"tier": "x"}}, headers=H), client.delete(url, headers=H)):
+        err = error(resp, 400, "archived")
+        assert err["message"] == f"Table {w['crm']} is archived; archived tables can be read but not written."
+    ok(client.put(f"{MGMT}/dcp_datasources/{w['crm']}", json={"archived": False}, headers=H), 202)
+    ok(client.delete(f"{MGMT}/dcp_services/{w['s']}", headers=H), 204)
+    for resp in (client.put(url, json={"data": {"tier": "x"}}, headers=H), client.delete(url, headers=H)):
+        err = error(resp, 400, "archived")
+        assert err["message"] == (f"DCP service {w['s']} is archived; its tables can be read but not written.")
+    assert ok(client.get(url, headers=H), 200)["data"] == {"tier": "gold"}  # neither was applied
+
+
+def test_aliases_to_a_deleted_profile_stay_and_resolve_to_no_data(client, w):
+    ok(client.post(_url(w, "oeu-1", "opt"), json={"data": {"segment": "new"}}, headers=H), 201)
+    ok(client.post(_url(w, "cust-1"), json={"data": {"tier": "gold"}}, headers=H), 201)
+    ok(client.post(_url(w, "m-1", "mail"), json={"data": {"email": "h@x"}}, headers=H), 201)
+    links = {str(w["crm"]): "cust-1", str(w["mail"]): "m-1"}
+    ok(client.post(_alias(w), json={"data": links}, headers=H), 201)
+    ok(client.delete(_url(w, "cust-1"), headers=H), 204)
+    view = ok(client.get(f"/api/consolidatedCustomerView/{w['s']}/oeu-1", headers=H), 200)
+    assert sorted((v["datasourceId"], v["customerId"]) for v in view) == sorted(
+        [(str(w["opt"]), "oeu-1"), (str(w["mail"]), "m-1")])
+    assert ok(client.get(_alias(w), headers=H), 200)["data"] == links  # the alias rows themselves stay
+    ok(client.delete(_url(w, "oeu-1", "opt"), headers=H), 204)  # the user's own Optimizely profile too
+    view = ok(client.get(f"/api/consolidatedCustomerView/{w['s']}/{w['opt']}/oeu-1", headers=H), 200)
+    assert [(v["datasourceId"], v["customerId"]) for v in view] == [(str(w["mail"]), "m-1")]
+
+
+def test_a_bulk_upload_after_a_delete_stores_the_profile_afresh(client, w):
+    from bulk_helpers import upload
+
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold", "vip": True}}, headers=H), 201)
+    ok(client.delete(url, headers=H), 204)
+    crm = ok(client.get(f"{MGMT}/dcp_datasources/{w['crm']}", headers=H), 200)
+    up = upload(client, crm, "after-delete.csv", "customerId,score\ncust-1,9\ncust-2,3\n")
+    assert (up["status"], up["rows_stored"]) == ("succeeded", 2), up
+    assert ok(client.get(url, headers=H), 200)["data"] == {"score": 9}
+
+
+def test_the_dashboard_lists_what_is_left_after_a_delete(client, w):
+    for customer in ("cust-1", "cust-2"):
+        ok(client.post(_url(w, customer), json={"data": {"tier": "gold"}}, headers=H), 201)
+    ok(client.delete(_url(w, "cust-1"), headers=H), 204)
+    page = client.get(f"/_emulator/ui/tables/{w['crm']}/profiles")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "cust-2" in html and "cust-1" not in html
+
+
 # ---------------------------------------------------------------- aliases
 def _alias(w, user: str = "oeu-1") -> str:
     return f"/api/alias/{w['s']}/{w['opt']}/{user}"
@@ -302,9 +411,9 @@ def test_a_table_with_many_attributes(client, w, app):
 
 
 def test_attributes_per_table_are_bounded(client, w, monkeypatch):
-    from dcp_emulator import store
+    from dcp_emulator.store import management
 
-    monkeypatch.setattr(store, "MAX_ATTRIBUTES_PER_TABLE", 4)  # the CRM table has 3
+    monkeypatch.setattr(management, "MAX_ATTRIBUTES_PER_TABLE", 4)  # the CRM table has 3
     create_attribute(client, H, w["crm"], "fourth")
     resp = client.post(f"{MGMT}/dcp_datasources/{w['crm']}/dcp_datasource_attributes",
                        json={"name": "fifth", "datatype": "string"}, headers=H)
@@ -316,7 +425,7 @@ def test_a_reset_cannot_land_between_a_profile_writes_checks_and_its_write(app, 
     land in between and give a 500 (KeyError) or leave a row in a table the reset had removed."""
     import threading
 
-    from dcp_emulator import store as store_module
+    from dcp_emulator.store import profiles as store_module
 
     emulator = app.extensions["dcp_emulator"]
     emulator.save_snapshot("no-crm-yet")

@@ -329,7 +329,7 @@ def test_several_seeds_from_options_and_environment(make_app, tmp_path):
     try:
         detail = application.test_client().get("/_emulator/health").get_json()["parts"]["seed"]
         assert detail["ready"] and str(EXAMPLE) in detail["detail"] and str(extra) in detail["detail"]
-        assert emu(application).store.find_token("five")["account_id"] == 5000
+        assert emu(application).store.credentials.find_token("five")["account_id"] == 5000
     finally:
         emu(application).close()
 

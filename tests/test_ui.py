@@ -14,7 +14,8 @@ import pytest
 from dcp_emulator import create_app
 from dcp_emulator.config import Config
 from dcp_emulator.server import EmulatorServer
-from dcp_emulator.store import Store, _prefix_upper_bound
+from dcp_emulator.store import Store
+from dcp_emulator.store.profiles import _prefix_upper_bound
 
 UI = "/_emulator/ui"
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_overview_answers_with_and_without_trailing_slash(client):
 
 
 def test_a_revoked_token_is_shown_revoked(client, emu):
-    emu.store.revoke_token("emulator-oauth-token")
+    emu.store.credentials.revoke_token("emulator-oauth-token")
     assert "emulator-oauth-token oauth never revoked" in text(client.get(UI))
 
 
@@ -156,7 +157,7 @@ def test_search_by_customer_id_prefix(client):
 
 def _fill(emu, count: int) -> None:
     """``count`` profiles c-0000 ... in table 679 (through the store's own write path)."""
-    emu.store.upsert_profiles(679, [(f"c-{i:04d}", {"713": f"s{i}"}) for i in range(count)])
+    emu.store.profile_tables.upsert_profiles(679, [(f"c-{i:04d}", {"713": f"s{i}"}) for i in range(count)])
 
 
 def test_paging_through_a_table_visits_every_profile_once_in_order(client, emu):
@@ -186,18 +187,18 @@ def test_previous_page_link_goes_back_one_page(client, emu):
 def test_store_list_profiles_is_keyset_paged():
     store = Store()
     try:
-        store.create_account(1)
-        service = store.create_service(1, {"name": "s"})
-        table = store.create_datasource(1, service["id"], {"name": "t", "keyfield_locator_type": "uid"})
-        attr = store.create_attribute(1, table["id"], {"name": "n", "datatype": "long"})
-        store.upsert_profiles(table["id"], [(cid, {str(attr["id"]): i}) for i, cid in
+        store.credentials.create_account(1)
+        service = store.management.create_service(1, {"name": "s"})
+        table = store.management.create_datasource(1, service["id"], {"name": "t", "keyfield_locator_type": "uid"})
+        attr = store.management.create_attribute(1, table["id"], {"name": "n", "datatype": "long"})
+        store.profile_tables.upsert_profiles(table["id"], [(cid, {str(attr["id"]): i}) for i, cid in
                                             enumerate(["a", "ab", "ab\U0010ffff", "ab\U0010ffffz", "ac", "b"])])
-        page = store.list_profiles(1, service["id"], table["id"], prefix="ab", limit=10)
+        page = store.profiles.list_profiles(1, service["id"], table["id"], prefix="ab", limit=10)
         assert [p["customerId"] for p in page["profiles"]] == ["ab", "ab\U0010ffff", "ab\U0010ffffz"]
         assert page["profiles"][0]["data"] == {"n": 1} and page["more"] is False
-        page = store.list_profiles(1, service["id"], table["id"], after="ab", limit=2)
+        page = store.profiles.list_profiles(1, service["id"], table["id"], after="ab", limit=2)
         assert [p["customerId"] for p in page["profiles"]] == ["ab\U0010ffff", "ab\U0010ffffz"] and page["more"]
-        page = store.list_profiles(1, service["id"], table["id"], before="ac", limit=2)
+        page = store.profiles.list_profiles(1, service["id"], table["id"], before="ac", limit=2)
         assert [p["customerId"] for p in page["profiles"]] == ["ab\U0010ffff", "ab\U0010ffffz"] and page["more"]
     finally:
         store.close()
@@ -254,11 +255,11 @@ def test_a_failed_upload_shows_its_failure(client, emu):
 
 
 def test_upload_to_an_archived_table_is_refused_by_the_s3_gateway(client, emu):
-    emu.store.delete_datasource(1001, 679)
+    emu.store.management.delete_datasource(1001, 679)
     r = upload(client, 679, b"customerId,segment\ne1,x\n")
     assert r.status_code == 403
     assert "The S3 endpoint refused the upload (AccessDenied)" in text(r)
-    assert emu.store.list_uploads() == []
+    assert emu.store.uploads.list_uploads() == []
 
 
 def test_browser_upload_size_is_limited_by_the_s3_object_limit_not_the_json_body_limit():
@@ -283,7 +284,7 @@ def test_a_running_upload_page_refreshes_itself(client, emu):
     # Holding the store's (re-entrant) lock keeps the ingest worker from picking the upload up, while
     # this thread's requests still read the store: the upload stays pending while we look.
     with emu.store.lock:
-        pending = emu.store.record_upload(1001, 567, 678, "dcp/567/678/big.csv", 10_000, "not-spooled")
+        pending = emu.store.uploads.record_upload(1001, 567, 678, "dcp/567/678/big.csv", 10_000, "not-spooled")
         body = client.get(f"{UI}/uploads/{pending['id']}").get_data(as_text=True)
         history = client.get(f"{UI}/uploads").get_data(as_text=True)
     assert 'data-live="1"' in body and '<meta http-equiv="refresh"' in body  # JS poll, or meta refresh without JS
@@ -405,7 +406,7 @@ def test_a_form_posted_from_another_origin_gets_403(client, emu, headers, path, 
 def test_a_cross_origin_upload_is_refused_before_anything_is_stored(client, emu):
     r = upload(client, 678, BAD_ROW_CSV, Origin="http://evil.example")
     assert r.status_code == 403 and "cross_origin_refused" in text(r)
-    assert emu.store.list_uploads() == [] and not list(emu.s3.bucket.keys)
+    assert emu.store.uploads.list_uploads() == [] and not list(emu.s3.bucket.keys)
 
 
 @pytest.mark.parametrize("headers", [{}, {"Origin": "http://localhost"}, {"Referer": "http://localhost/_emulator/ui"}])

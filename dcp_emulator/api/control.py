@@ -133,7 +133,7 @@ def seed():
 @route(bp, "/credentials/<int:entity_id>", methods=["GET"])
 def credentials(entity_id: int):
     """The AWS key pair of a table (datasource) or DCP service by id, whatever its account (for S3 clients)."""
-    keys = emulator().store.aws_credentials(entity_id)
+    keys = emulator().store.credentials.aws_credentials(entity_id)
     if keys is None:
         raise NotFound(f"No table or DCP service with id {entity_id}.", field="id")
     return jsonify(keys)

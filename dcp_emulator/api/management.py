@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from ..resources import ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, Resource
 from . import emulator, json_object, principal, require_auth, route
 
 bp = Blueprint("management", __name__)
 require_auth(bp)
 
 
-def _store():
-    return emulator().store
+def _backend():
+    return emulator().store.management
 
 
-def _created(body: dict) -> tuple[Response, int]:
-    return jsonify(body), 201
+def _account() -> int:
+    return principal().account_id
 
 
-def _accepted(body: dict) -> tuple[Response, int]:
-    return jsonify(body), 202
+def _answer(resource: Resource, stored: dict | list[dict], status: int = 200) -> tuple[Response, int]:
+    """The stored row(s) the backend returned, rendered by the resource's description."""
+    body = [resource.render(r) for r in stored] if isinstance(stored, list) else resource.render(stored)
+    return jsonify(body), status
 
 
 def _no_content() -> tuple[str, int]:
@@ -30,31 +33,31 @@ def _no_content() -> tuple[str, int]:
 @route(bp, "/dcp_services", methods=["GET"])
 def list_services():
     """GET dcp_services: the account's services."""
-    return jsonify(_store().list_services(principal().account_id))
+    return _answer(SERVICE, _backend().list_services(_account()))
 
 
 @route(bp, "/dcp_services", methods=["POST"])
 def create_service():
     """POST dcp_services: a new service with its Optimizely table."""
-    return _created(_store().create_service(principal().account_id, json_object()))
+    return _answer(SERVICE, _backend().create_service(_account(), json_object()), 201)
 
 
 @route(bp, "/dcp_services/<int:service_id>", methods=["GET"])
 def get_service(service_id: int):
     """GET dcp_services/{id}."""
-    return jsonify(_store().get_service(principal().account_id, service_id))
+    return _answer(SERVICE, _backend().get_service(_account(), service_id))
 
 
 @route(bp, "/dcp_services/<int:service_id>", methods=["PUT"])
 def update_service(service_id: int):
     """PUT dcp_services/{id}: rename, or archive/unarchive."""
-    return _accepted(_store().update_service(principal().account_id, service_id, json_object()))
+    return _answer(SERVICE, _backend().update_service(_account(), service_id, json_object()), 202)
 
 
 @route(bp, "/dcp_services/<int:service_id>", methods=["DELETE"])
 def delete_service(service_id: int):
     """DELETE dcp_services/{id}: archive the service and its tables."""
-    _store().delete_service(principal().account_id, service_id)
+    _backend().delete_service(_account(), service_id)
     return _no_content()
 
 
@@ -62,31 +65,31 @@ def delete_service(service_id: int):
 @route(bp, "/dcp_services/<int:service_id>/dcp_datasources", methods=["GET"])
 def list_datasources(service_id: int):
     """GET dcp_services/{id}/dcp_datasources: the service's tables."""
-    return jsonify(_store().list_datasources(principal().account_id, service_id))
+    return _answer(DATASOURCE, _backend().list_datasources(_account(), service_id))
 
 
 @route(bp, "/dcp_services/<int:service_id>/dcp_datasources", methods=["POST"])
 def create_datasource(service_id: int):
     """POST dcp_services/{id}/dcp_datasources: a new table."""
-    return _created(_store().create_datasource(principal().account_id, service_id, json_object()))
+    return _answer(DATASOURCE, _backend().create_datasource(_account(), service_id, json_object()), 201)
 
 
 @route(bp, "/dcp_datasources/<int:datasource_id>", methods=["GET"])
 def get_datasource(datasource_id: int):
     """GET dcp_datasources/{id}."""
-    return jsonify(_store().get_datasource(principal().account_id, datasource_id))
+    return _answer(DATASOURCE, _backend().get_datasource(_account(), datasource_id))
 
 
 @route(bp, "/dcp_datasources/<int:datasource_id>", methods=["PUT"])
 def update_datasource(datasource_id: int):
     """PUT dcp_datasources/{id}: edit, or archive/unarchive."""
-    return _accepted(_store().update_datasource(principal().account_id, datasource_id, json_object()))
+    return _answer(DATASOURCE, _backend().update_datasource(_account(), datasource_id, json_object()), 202)
 
 
 @route(bp, "/dcp_datasources/<int:datasource_id>", methods=["DELETE"])
 def delete_datasource(datasource_id: int):
     """DELETE dcp_datasources/{id}: archive the table."""
-    _store().delete_datasource(principal().account_id, datasource_id)
+    _backend().delete_datasource(_account(), datasource_id)
     return _no_content()
 
 
@@ -94,31 +97,31 @@ def delete_datasource(datasource_id: int):
 @route(bp, "/dcp_datasources/<int:datasource_id>/dcp_datasource_attributes", methods=["GET"])
 def list_attributes(datasource_id: int):
     """GET dcp_datasources/{id}/dcp_datasource_attributes."""
-    return jsonify(_store().list_attributes(principal().account_id, datasource_id))
+    return _answer(ATTRIBUTE, _backend().list_attributes(_account(), datasource_id))
 
 
 @route(bp, "/dcp_datasources/<int:datasource_id>/dcp_datasource_attributes", methods=["POST"])
 def create_attribute(datasource_id: int):
     """POST dcp_datasources/{id}/dcp_datasource_attributes: register an attribute."""
-    return _created(_store().create_attribute(principal().account_id, datasource_id, json_object()))
+    return _answer(ATTRIBUTE, _backend().create_attribute(_account(), datasource_id, json_object()), 201)
 
 
 @route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["GET"])
 def get_attribute(attribute_id: int):
     """GET dcp_datasource_attributes/{id}."""
-    return jsonify(_store().get_attribute(principal().account_id, attribute_id))
+    return _answer(ATTRIBUTE, _backend().get_attribute(_account(), attribute_id))
 
 
 @route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["PUT"])
 def update_attribute(attribute_id: int):
     """PUT dcp_datasource_attributes/{id}: description, visibility, unarchive."""
-    return _accepted(_store().update_attribute(principal().account_id, attribute_id, json_object()))
+    return _answer(ATTRIBUTE, _backend().update_attribute(_account(), attribute_id, json_object()), 202)
 
 
 @route(bp, "/dcp_datasource_attributes/<int:attribute_id>", methods=["DELETE"])
 def delete_attribute(attribute_id: int):
     """DELETE dcp_datasource_attributes/{id}: archive the attribute."""
-    _store().delete_attribute(principal().account_id, attribute_id)
+    _backend().delete_attribute(_account(), attribute_id)
     return _no_content()
 
 
@@ -126,22 +129,22 @@ def delete_attribute(attribute_id: int):
 @route(bp, "/projects", methods=["GET"])
 def list_projects():
     """GET projects: the account's projects."""
-    return jsonify(_store().list_projects(principal().account_id))
+    return _answer(PROJECT, _backend().list_projects(_account()))
 
 
 @route(bp, "/projects", methods=["POST"])
 def create_project():
     """POST projects."""
-    return _created(_store().create_project(principal().account_id, json_object()))
+    return _answer(PROJECT, _backend().create_project(_account(), json_object()), 201)
 
 
 @route(bp, "/projects/<int:project_id>", methods=["GET"])
 def get_project(project_id: int):
     """GET projects/{id}."""
-    return jsonify(_store().get_project(principal().account_id, project_id))
+    return _answer(PROJECT, _backend().get_project(_account(), project_id))
 
 
 @route(bp, "/projects/<int:project_id>", methods=["PUT"])
 def update_project(project_id: int):
     """PUT projects/{id}: rename, status, link or unlink a DCP service."""
-    return _accepted(_store().update_project(principal().account_id, project_id, json_object()))
+    return _answer(PROJECT, _backend().update_project(_account(), project_id, json_object()), 202)

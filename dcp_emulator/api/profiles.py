@@ -49,37 +49,53 @@ def _data(body: dict) -> object:
 def write_profile(service_id: int, datasource_id: int, customer_id: str):
     """POST customer_profile/...: merge values into one customer's profile."""
     body = _data(json_object())
-    out = _store().write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
+    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 201
 
 
 @route(bp, _PROFILE, methods=["GET"])
 def read_profile(service_id: int, datasource_id: int, customer_id: str):
     """GET customer_profile/...: one customer's stored values, typed."""
-    return jsonify(_store().read_profile(principal().account_id, service_id, datasource_id, _key(customer_id)))
+    return jsonify(_store().profiles.read_profile(principal().account_id, service_id, datasource_id, _key(customer_id)))
+
+
+@route(bp, _PROFILE, methods=["PUT"])
+def update_profile(service_id: int, datasource_id: int, customer_id: str):
+    """PUT customer_profile/... ("update attributes" in some versions of the vendor's reference): POST's body,
+    merge and answer, with the 202 of every PUT."""
+    body = _data(json_object())
+    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
+    return jsonify(out), 202
+
+
+@route(bp, _PROFILE, methods=["DELETE"])
+def delete_profile(service_id: int, datasource_id: int, customer_id: str):
+    """DELETE customer_profile/...: remove one customer's profile (204, no body)."""
+    _store().profiles.delete_profile(principal().account_id, service_id, datasource_id, _key(customer_id))
+    return "", 204
 
 
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     """POST alias/...: link customer ids of other tables to an Optimizely user id."""
     body = _data(json_object())
-    out = _store().write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
+    out = _store().profiles.write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
     return jsonify(out), 201
 
 
 @route(bp, _ALIAS, methods=["GET"])
 def read_alias(service_id: int, datasource_id: int, user_id: str):
     """GET alias/...: the tables and customer ids linked to an Optimizely user id."""
-    return jsonify(_store().read_alias(principal().account_id, service_id, datasource_id, _key(user_id)))
+    return jsonify(_store().profiles.read_alias(principal().account_id, service_id, datasource_id, _key(user_id)))
 
 
 @route(bp, "/consolidatedCustomerView/<int:service_id>/<path:user_id>", methods=["GET"])
 def consolidated_view(service_id: int, user_id: str):
     """GET consolidatedCustomerView/{service}/{user}: every profile of the user."""
-    return jsonify(_store().consolidated_view(principal().account_id, service_id, _key(user_id)))
+    return jsonify(_store().profiles.consolidated_view(principal().account_id, service_id, _key(user_id)))
 
 
 @route(bp, "/consolidatedCustomerView/<int:service_id>/<int:datasource_id>/<path:user_id>", methods=["GET"])
 def consolidated_view_in_table(service_id: int, datasource_id: int, user_id: str):
     """GET consolidatedCustomerView/{service}/{optimizely table}/{user} (newer form)."""
-    return jsonify(_store().consolidated_view(principal().account_id, service_id, _key(user_id), datasource_id))
+    return jsonify(_store().profiles.consolidated_view(principal().account_id, service_id, _key(user_id), datasource_id))

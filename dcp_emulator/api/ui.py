@@ -19,6 +19,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from ..bulk import IMPORT_BUCKET
 from ..errors import DcpError, InvalidField, NotFound
+from ..resources import DATASOURCE, SERVICE, UPLOAD
 from . import emulator, same_origin_only
 
 bp = Blueprint("ui", __name__, template_folder="../templates", static_folder="../static/ui",
@@ -77,7 +78,7 @@ def _page(template: str, **context: Any) -> str:
 
 def _owner(entity_id: int, what: str) -> int:
     """The account owning a service or table: the dashboard is unauthenticated and shows every account."""
-    account_id = emulator().store.owner_account(entity_id)
+    account_id = emulator().store.credentials.owner_account(entity_id)
     if account_id is None:
         raise NotFound(f"No {what} with id {entity_id}.")
     return account_id
@@ -85,7 +86,7 @@ def _owner(entity_id: int, what: str) -> int:
 
 def _table(datasource_id: int) -> tuple[int, dict]:
     account_id = _owner(datasource_id, "table (datasource)")
-    return account_id, emulator().store.get_datasource(account_id, datasource_id)
+    return account_id, DATASOURCE.render(emulator().store.management.get_datasource(account_id, datasource_id))
 
 
 def _done(endpoint: str, done: str, **values: Any) -> Response:
@@ -98,12 +99,13 @@ def _done(endpoint: str, done: str, **values: Any) -> Response:
 def overview():
     """Accounts with their tokens, DCP services with their tables, and the latest uploads."""
     store = emulator().store
-    accounts = store.list_accounts()
+    accounts = store.credentials.list_accounts()
     for account in accounts:
-        account["services"] = store.list_services(account["id"])
+        account["services"] = [SERVICE.render(s) for s in store.management.list_services(account["id"])]
         for service in account["services"]:
-            service["tables"] = store.list_datasources(account["id"], service["id"])
-    uploads = store.list_uploads()[-5:][::-1]
+            service["tables"] = [DATASOURCE.render(t) for t in
+                                 store.management.list_datasources(account["id"], service["id"])]
+    uploads = [UPLOAD.render(u) for u in store.uploads.list_uploads()[-5:][::-1]]
     return _page("overview", accounts=accounts, uploads=uploads, seed_status=emulator().seed_status)
 
 
@@ -112,8 +114,8 @@ def service(service_id: int):
     """A DCP service: its keys, its tables and the Optimizely user lookup."""
     account_id = _owner(service_id, "DCP service")
     store = emulator().store
-    svc = store.get_service(account_id, service_id)
-    tables = store.list_datasources(account_id, service_id)
+    svc = SERVICE.render(store.management.get_service(account_id, service_id))
+    tables = [DATASOURCE.render(t) for t in store.management.list_datasources(account_id, service_id)]
     return _page("service", service=svc, tables=tables, bucket=IMPORT_BUCKET)
 
 
@@ -121,7 +123,7 @@ def service(service_id: int):
 def table(datasource_id: int):
     """A table: attributes, S3 path and keys, template CSV, upload form, its uploads, profile search."""
     _account_id, ds = _table(datasource_id)
-    uploads = emulator().store.list_uploads(datasource_id)[-10:][::-1]
+    uploads = [UPLOAD.render(u) for u in emulator().store.uploads.list_uploads(datasource_id)[-10:][::-1]]
     return _page("table", table=ds, uploads=uploads, bucket=IMPORT_BUCKET, host=request.host_url.rstrip("/"))
 
 
@@ -132,8 +134,8 @@ def profiles(datasource_id: int):
     account_id, ds = _table(datasource_id)
     prefix = request.args.get("prefix", "")
     after, before = request.args.get("after"), request.args.get("before")
-    page = emulator().store.list_profiles(account_id, ds["dcp_service_id"], datasource_id, prefix=prefix,
-                                          after=after, before=before, limit=PAGE_SIZE)
+    page = emulator().store.profiles.list_profiles(account_id, ds["dcp_service_id"], datasource_id, prefix=prefix,
+                                                   after=after, before=before, limit=PAGE_SIZE)
     rows = page["profiles"]
     # "more" tells whether rows exist beyond the page in the direction we read; the other direction has
     # rows exactly when we came from there.
@@ -149,7 +151,7 @@ def profiles(datasource_id: int):
 def profile(datasource_id: int, customer_id: str):
     """One profile: each attribute's typed value (or unset)."""
     account_id, ds = _table(datasource_id)
-    found = emulator().store.read_profile(account_id, ds["dcp_service_id"], datasource_id, customer_id)
+    found = emulator().store.profiles.read_profile(account_id, ds["dcp_service_id"], datasource_id, customer_id)
     attributes = [a for a in ds["attributes"] if not a["archived"]]
     return _page("profile", table=ds, attributes=attributes, profile=found)
 
@@ -168,16 +170,16 @@ def user(service_id: int, user_id: str):
     """An Optimizely user: the consolidated customer view and the aliases behind it."""
     account_id = _owner(service_id, "DCP service")
     store = emulator().store
-    svc = store.get_service(account_id, service_id)
-    tables = {t["id"]: t for t in store.list_datasources(account_id, service_id)}
+    svc = SERVICE.render(store.management.get_service(account_id, service_id))
+    tables = {t["id"]: DATASOURCE.render(t) for t in store.management.list_datasources(account_id, service_id)}
     optimizely = next((t for t in tables.values() if t["is_optimizely"]), None)
     aliases: dict[str, str] = {}
     if optimizely is not None:
         try:
-            aliases = store.read_alias(account_id, service_id, optimizely["id"], user_id)["data"]
+            aliases = store.profiles.read_alias(account_id, service_id, optimizely["id"], user_id)["data"]
         except NotFound:
             aliases = {}
-    view = store.consolidated_view(account_id, service_id, user_id)
+    view = store.profiles.consolidated_view(account_id, service_id, user_id)
     return _page("user", service=svc, user_id=user_id, tables=tables, aliases=aliases, view=view)
 
 
@@ -185,14 +187,14 @@ def user(service_id: int, user_id: str):
 @bp.route("/uploads", methods=["GET"])
 def uploads():
     """Upload History, newest first."""
-    history = emulator().store.list_uploads()[::-1]
+    history = [UPLOAD.render(u) for u in emulator().store.uploads.list_uploads()[::-1]]
     return _page("uploads", uploads=history, running=any(u["status"] in RUNNING for u in history))
 
 
 @bp.route("/uploads/<int:upload_id>", methods=["GET"])
 def upload(upload_id: int):
     """One upload: status, counts, timing, row errors, failure; refreshed live while it runs."""
-    found = emulator().store.get_upload(upload_id)
+    found = UPLOAD.render(emulator().store.uploads.get_upload(upload_id))
     return _page("upload", upload=found, running=found["status"] in RUNNING)
 
 
@@ -206,11 +208,11 @@ def upload_file(datasource_id: int):
         raise InvalidField("Choose a CSV or TSV file to upload.", field="file")
     name = _SAFE_FILE_CHARS.sub("_", file.filename.replace("\\", "/").rsplit("/", 1)[-1]).strip("._") or "upload.csv"
     key = f"{ds['s3_path']}/{name}"
-    before = {u["id"] for u in emulator().store.list_uploads(datasource_id)}
+    before = {u["id"] for u in emulator().store.uploads.list_uploads(datasource_id)}
     status, body = _put_object(ds, key, file.stream, file.mimetype or "text/csv")
     if status != 200:
         raise _S3Refused(status, body)
-    new = [u["id"] for u in emulator().store.list_uploads(datasource_id) if u["id"] not in before and u["key"] == key]
+    new = [u["id"] for u in emulator().store.uploads.list_uploads(datasource_id) if u["id"] not in before and u["key"] == key]
     if not new:  # moto stored it but it was not queued: cannot happen for a table path; say so rather than guess
         raise NotFound(f"The object {key} was stored but no upload was recorded for it.")
     return redirect(url_for("ui.upload", upload_id=new[0]), code=303)

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
+from ..resources import UPLOAD
 from . import emulator, optional_json_object, route, same_origin_only
 
 bp = Blueprint("uploads", __name__)
@@ -49,8 +50,8 @@ def list_uploads():
     limit = _id_param("limit", request.args.get("limit"), DEFAULT_PAGE)
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidField(f"limit must be between 1 and {MAX_PAGE}, got {limit}.", field="limit")
-    page = emulator().store.list_uploads(datasource_id, after=after, limit=limit + 1)
-    resp = jsonify(page[:limit])
+    page = emulator().store.uploads.list_uploads(datasource_id, after=after, limit=limit + 1)
+    resp = jsonify([UPLOAD.render(u) for u in page[:limit]])
     if len(page) > limit:
         query = {"after": page[limit - 1]["id"], "limit": limit}
         if datasource_id is not None:
@@ -62,7 +63,7 @@ def list_uploads():
 @route(bp, "/uploads/<int:upload_id>", methods=["GET"])
 def get_upload(upload_id: int):
     """One upload of the history."""
-    return jsonify(emulator().store.get_upload(upload_id))
+    return jsonify(UPLOAD.render(emulator().store.uploads.get_upload(upload_id)))
 
 
 @route(bp, "/uploads/wait", methods=["POST"])
@@ -86,15 +87,15 @@ def wait_for_uploads():
         raise InvalidField("after must be an upload id (a whole number).", field="after")
     emu = emulator()
     if not emu.ingestor.wait_idle(float(timeout)):
-        pending = [u["id"] for u in emu.store.list_uploads(limit=20) if u["status"] in ("pending", "processing")]
+        pending = [u["id"] for u in emu.store.uploads.list_uploads(limit=20) if u["status"] in ("pending", "processing")]
         raise UploadWaitTimeout(f"Uploads still pending or processing after {timeout} s: ids {pending}. Wait "
                                 "again, or check GET /_emulator/uploads.")
     cursor = emu.ingestor.wait_cursor if after is None else after
     uploads = []
-    for upload in emu.store.list_uploads(after=cursor):  # bounded by the history size
+    for upload in emu.store.uploads.list_uploads(after=cursor):  # bounded by the history size
         if upload["status"] in ("pending", "processing"):
             break  # arrived after the queue went idle: the next wait reports it
-        uploads.append(upload)
+        uploads.append(UPLOAD.render(upload))
     if uploads and after is None:
         emu.ingestor.wait_cursor = max(emu.ingestor.wait_cursor, uploads[-1]["id"])
     return jsonify({"status": "idle", "uploads": uploads})
@@ -104,6 +105,6 @@ def wait_for_uploads():
 def template_csv(datasource_id: int):
     """The table's template CSV: one header row, customerId then every non-archived attribute."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(emulator().store.import_template(datasource_id))
+    csv.writer(out, lineterminator="\r\n").writerow(emulator().store.uploads.import_template(datasource_id))
     return Response(out.getvalue(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="dcp-table-{datasource_id}-template.csv"'})
