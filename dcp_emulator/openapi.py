@@ -89,6 +89,18 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 # The token endpoint's refusals are RFC 6749 5.2 bodies; routing and body-size errors there are the envelope.
 _OAUTH_ERROR = {"anyOf": [{"$ref": "#/components/schemas/OAuthError"}, _ERROR]}
 _HTML = {"type": "string", "description": "An HTML page."}
+_STR = {"type": "string"}
+_AUTHORIZE_QUERY = (("client_id", _STR, "The registered application."),
+                    ("redirect_uri", _STR, "One of the application's registered redirect URIs."),
+                    ("response_type", {"type": "string", "enum": ["code", "token"]},
+                     "code (authorization code grant) or token (implicit grant)."),
+                    ("state", _STR, "Sent back unchanged with the outcome."),
+                    ("scope", {"type": "string", "enum": ["all"]}, "The only scope (the default)."))
+_TOKEN_REQUEST = obj("RFC 6749 4.1.3 / 6 token request (the parameters may also be sent in the query string; a "
+                     "confidential client may authenticate with HTTP Basic instead of client_id/client_secret).",
+                     ("grant_type",), grant_type={"type": "string", "enum": ["authorization_code", "refresh_token"]},
+                     code="string", redirect_uri="string", client_id="string", client_secret="string",
+                     refresh_token="string")
 
 # What each endpoint (Flask endpoint name) takes and answers. Statuses of the vendor APIs follow the vendor:
 # GET 200, POST 201 (the created entity), PUT 202 (the updated entity), DELETE 204 (no body).
@@ -139,7 +151,7 @@ OPERATIONS: dict[str, Op] = {
     # ---------------------------------------------------------------- OAuth 2.0
     "oauth.authorize": Op("The consent page (GET), or the user's decision posted from it", response=None,
                           content_type="text/html", request_types=("application/x-www-form-urlencoded",),
-                          request=_ANY, body_required=False, errors=(302, 303),
+                          request=_ANY, body_required=False, errors=(302, 303), query=_AUTHORIZE_QUERY,
                           # an untrustworthy client or redirect URI, a form posted from another site: shown to
                           # the user as a page, never redirected
                           responses=((400, "text/html", _HTML), (403, "text/html", _HTML))),
@@ -147,8 +159,8 @@ OPERATIONS: dict[str, Op] = {
                       response=obj("RFC 6749 5.1 token response.", ("access_token", "token_type", "expires_in"),
                                    access_token="string", token_type="string", expires_in="integer",
                                    refresh_token="string", scope="string"),
-                      request_types=("application/x-www-form-urlencoded",), request=_ANY, body_required=False,
-                      errors=(400, 401),
+                      request_types=("application/x-www-form-urlencoded",), request=_TOKEN_REQUEST,
+                      body_required=False, errors=(400, 401),
                       responses=((400, JSON, _OAUTH_ERROR), (401, JSON, _OAUTH_ERROR), (403, JSON, _OAUTH_ERROR))),
     # ---------------------------------------------------------------- the control plane
     "control.health": Op("Readiness of every part (503 until ready)", response=_READINESS,

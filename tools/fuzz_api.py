@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--exclude-operation-id-regex", "^(" + "|".join(map(re.escape, excluded)) + ")$",
                 "--report", "ndjson", "--report-ndjson-path", str(report), "--request-timeout", "30",
             ]
-            run = subprocess.run(command, cwd=ROOT, check=False)
+            run = subprocess.run(command, cwd=tmp, check=False)  # its cache directory goes away with tmp
             cases, checked, failed = count_cases(report) if report.exists() else (0, 0, 0)
     finally:
         server.terminate()
