@@ -211,6 +211,18 @@ def test_the_variable_is_a_boolean_like_every_other(monkeypatch):
         Config()
 
 
+def test_serve_switches_it_on_by_option_or_variable(monkeypatch):
+    from dcp_emulator import cli
+
+    seen: list[Config] = []
+    monkeypatch.setattr(cli, "serve", lambda config: seen.append(config) or 0)
+    monkeypatch.delenv("DCP_EMULATOR_VALIDATE_RESPONSES")
+    assert cli.main(["serve"]) == 0 and cli.main(["serve", "--validate-responses"]) == 0
+    monkeypatch.setenv("DCP_EMULATOR_VALIDATE_RESPONSES", "yes")
+    assert cli.main(["serve"]) == 0
+    assert [c.validate_responses for c in seen] == [False, True, True]
+
+
 def test_without_jsonschema_the_switch_says_what_to_install(monkeypatch, app):
     monkeypatch.setitem(sys.modules, "jsonschema", None)  # import jsonschema now raises ImportError
     with pytest.raises(RuntimeError, match=r"needs the jsonschema package: pip install 'dcp-emulator\[test\]'"):
