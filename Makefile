@@ -31,8 +31,7 @@ browser:
 test: install
 	$(BIN)/python -m pytest -q -n $(WORKERS)
 
-# Fuzz the served API from its OpenAPI document with schemathesis (fixed seed, bounded): no 5xx, no undocumented
-# status, content type or body (docs/contract.md).
+# Fuzz a served emulator from its OpenAPI document with schemathesis, fixed seed, ~1 min (docs/contract.md).
 fuzz: install
 	$(BIN)/python tools/fuzz_api.py
 
