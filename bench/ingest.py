@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from dcp_emulator import create_app
 from dcp_emulator.config import Config
+from dcp_emulator.resources import DATASOURCE
 
 HEADER = ["customerId", "name", "visits", "ltv", "vip", "signup", "last_seen"]
 ATTRIBUTES = [("name", "string", None), ("visits", "long", None), ("ltv", "double", None), ("vip", "bool", None),
@@ -90,10 +91,10 @@ def emulator_with_table(db: str | None):
     store = emu.store
     account = emu.default_account_id
     service = store.management.create_service(account, {"name": "Bench"})
-    table = store.management.create_datasource(account, service["id"], {"name": "T", "keyfield_locator_type": "uid"})
+    row = store.management.create_datasource(account, service["id"], {"name": "T", "keyfield_locator_type": "uid"})
     for name, datatype, fmt in ATTRIBUTES:
-        store.management.create_attribute(account, table["id"], {"name": name, "datatype": datatype, "format": fmt})
-    return app, emu, table
+        store.management.create_attribute(account, row["id"], {"name": name, "datatype": datatype, "format": fmt})
+    return app, emu, DATASOURCE.render(store.management.get_datasource(account, row["id"]))
 
 
 def ingest(path: pathlib.Path, db: str | None) -> tuple[float, float, dict]:

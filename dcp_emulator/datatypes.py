@@ -197,6 +197,8 @@ def json_kind(v: Any) -> str:
         return "an array"
     if isinstance(v, dict):
         return "an object"
+    if isinstance(v, str):
+        return "a string"
     return type(v).__name__
 
 

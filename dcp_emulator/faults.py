@@ -19,9 +19,7 @@ from flask import Flask, g, request
 
 from .errors import DcpError, InjectedError, InvalidField, ServiceUnavailable, TooManyRequests
 from .journal import compile_path_pattern, is_recorded
-
-MAX_LATENCY_MS = 60_000  # a rule cannot hang a client longer than a minute
-_RULE_FIELDS = ("method", "path", "status", "retry_after", "latency_ms", "times", "probability", "seed")
+from .resources import FAULT_RULE
 
 
 @dataclasses.dataclass
@@ -44,7 +42,7 @@ class FaultRule:
 
     def to_dict(self) -> dict:
         """The rule as listed by GET /_emulator/faults."""
-        return {k: getattr(self, k) for k in ("id",) + _RULE_FIELDS + ("remaining", "fired")}
+        return FAULT_RULE.render(vars(self))
 
     def error(self) -> DcpError | None:
         """The error this rule answers with, or None for a latency-only rule."""
@@ -60,43 +58,16 @@ class FaultRule:
         return InjectedError(self.status, f"{where}: status {self.status}.", headers=headers)
 
 
-def _int(spec: dict, name: str, low: int, high: int) -> int | None:
-    value = spec.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise InvalidField(f"{name} must be an integer from {low} to {high}, got {value!r}.", field=name)
-    return value
-
-
 def parse_rule(spec: Any, rule_id: int) -> FaultRule:
     """Validate a rule given as a JSON object; a bad field is a 400 naming it."""
     if not isinstance(spec, dict):
         raise InvalidField("A fault rule is a JSON object such as {\"path\": \"/api/\", \"status\": 503, "
                            "\"times\": 2}.")
-    for key in spec:
-        if key not in _RULE_FIELDS:
-            raise InvalidField(f"Unknown field {key!r}; a fault rule accepts {', '.join(_RULE_FIELDS)}.", field=key)
-    method = spec.get("method")
-    if method is not None and (not isinstance(method, str) or not method.isalpha()):
-        raise InvalidField(f"method must be an HTTP method such as GET or POST, got {method!r}.", field="method")
-    path = spec.get("path")
-    path_re = None
-    if path is not None:
-        if not isinstance(path, str):
-            raise InvalidField("path must be a regular expression (a string) searched in the request path.",
-                               field="path")
-        path_re = compile_path_pattern(path)
-    status = _int(spec, "status", 400, 599)
-    retry_after = _int(spec, "retry_after", 0, 86_400)
-    latency_ms = _int(spec, "latency_ms", 0, MAX_LATENCY_MS)
-    times = _int(spec, "times", 1, 10**9)
-    seed = _int(spec, "seed", -(2**63), 2**63 - 1)
-    probability = spec.get("probability", 1.0)
-    if probability is None:
-        probability = 1.0
-    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
-        raise InvalidField(f"probability must be a number from 0 to 1, got {probability!r}.", field="probability")
+    values = FAULT_RULE.parse_create(spec)
+    method, path, status = values["method"], values["path"], values["status"]
+    retry_after, latency_ms, times, seed = values["retry_after"], values["latency_ms"], values["times"], values["seed"]
+    probability = 1.0 if values["probability"] is None else values["probability"]
+    path_re = compile_path_pattern(path) if path is not None else None
     if status is None and latency_ms is None:
         status = 503  # a rule that says nothing else means "the service is down"
     if status == 429 and retry_after is None:

@@ -55,6 +55,8 @@ class Field:
     trimmed: bool = False  # a string that must not start or end with whitespace
     omit_null: bool = False  # left out of the rendered resource when null (instead of null)
     hint: str = ""  # what to send, for the message when a required field is missing
+    minimum: float | None = None  # numbers: the range (integers default to ids' 0 .. 2**63-1)
+    maximum: float | None = None
 
     @property
     def writable_on_create(self) -> bool:
@@ -70,6 +72,11 @@ class Field:
         """The JSON Schema of the field's value."""
         if self.type == "timestamp":
             out: dict[str, Any] = {"type": "string", "format": "date-time"}
+        elif self.type in ("integer", "number"):
+            out = {"type": self.type}
+            for key, bound in zip(("minimum", "maximum"), self._range(), strict=True):
+                if bound not in (float("-inf"), float("inf")):
+                    out[key] = bound
         elif self.type == "array":
             items = self.items if isinstance(self.items, dict) else {"$ref": schema_ref(self.items or "")}
             out = {"type": "array", "items": items}
@@ -104,12 +111,14 @@ class Field:
         if self.type == "boolean":
             if not isinstance(value, bool):
                 raise InvalidField(f"{name} must be true or false (a JSON boolean).", field=name)
-        elif self.type == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
+        elif self.type in ("integer", "number"):
+            kinds = (int,) if self.type == "integer" else (int, float)
+            if not isinstance(value, kinds) or isinstance(value, bool):
                 raise InvalidField(f"{name} must be {_expected(self)} (got {datatypes.json_kind(value)}).",
                                    field=name)
-            if not 0 <= value <= _ID_MAX:
-                raise InvalidField(f"{name} must be between 0 and {_ID_MAX} (got {value}).", field=name)
+            low, high = self._range()
+            if not low <= value <= high:
+                raise InvalidField(f"{name} must be from {low} to {high} (got {value}).", field=name)
         elif self.type == "string":
             if not isinstance(value, str):
                 if self.non_blank:
@@ -136,6 +145,11 @@ class Field:
                                field=name)
         return value
 
+    def _range(self) -> tuple[float, float]:
+        low = self.minimum if self.minimum is not None else 0 if self.type == "integer" else float("-inf")
+        high = self.maximum if self.maximum is not None else _ID_MAX if self.type == "integer" else float("inf")
+        return low, high
+
     def render(self, row: Mapping[str, Any]) -> Any:
         """The field's API value from a stored row."""
         if self.computed is not None:
@@ -149,7 +163,7 @@ class Field:
 
 
 def _expected(f: Field) -> str:
-    kind = {"integer": "an integer", "boolean": "true or false", "timestamp": "a timestamp",
+    kind = {"integer": "an integer", "number": "a number", "boolean": "true or false", "timestamp": "a timestamp",
             "string": "a string"}.get(f.type, f"a JSON {f.type}")
     return f"{kind} or null" if f.nullable else kind
 
@@ -474,7 +488,8 @@ PROFILE = Resource(
     "One customer's values in one table: {attribute name: typed value}; unset attributes are left out.",
     (*_PROFILE_IDS,
      Field("data", "object", "The stored values, typed: long and epoch as integers, double as numbers, bool as "
-           "booleans, strings and dates as strings.", access=EDITABLE, required=True)),
+           "booleans, strings and dates as strings.", access=EDITABLE, required=True,
+           hint='the body is {"data": {"<attribute name>": value, ...}}.')),
     checks=(("Keys of data must be registered, non-archived attribute names of the table; values must satisfy "
             "the attribute's datatype and format; null clears a value. Nothing is written if any key is refused."),),
 )
@@ -484,7 +499,7 @@ ALIAS = Resource(
     "The customer ids of other tables linked to one Optimizely user id: {table id: customer id}.",
     (*_PROFILE_IDS,
      Field("data", "object", "{table id: customer id}; null as a customer id removes that alias.",
-           access=EDITABLE, required=True)),
+           access=EDITABLE, required=True, hint='the body is {"data": {"<table id>": "<customer id>", ...}}.')),
     checks=(("The table in the URL must be the service's Optimizely table; every key must be another table of "
             "the same service."),),
 )
@@ -575,5 +590,70 @@ OAUTH_APP = Resource(
     checks=("A public client has no client_secret.", "client_id is unique."),
 )
 
-RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD, TOKEN, ACCOUNT, OAUTH_APP)
+# ---------------------------------------------------------------------- control-plane request bodies
+MAX_LATENCY_MS = 60_000  # a fault rule cannot hang a client longer than a minute
+FAULT_RULE = Resource(
+    "fault_rule", "fault rule",
+    "A fault-injection rule: requests of the vendor APIs matching method and path get the status (and/or the "
+    "latency) instead of their answer, times times, with the given probability.",
+    (
+        Field("id", "integer", "The rule's id."),
+        Field("method", "string", "Only requests of this HTTP method (any when null).", access=CREATE_ONLY,
+              nullable=True, pattern="[A-Za-z]+"),
+        Field("path", "string", "A regular expression (RE2) searched in the request path (any when null).",
+              access=CREATE_ONLY, nullable=True),
+        Field("status", "integer", "The status to answer with (503 when neither status nor latency_ms is given).",
+              access=CREATE_ONLY, nullable=True, minimum=400, maximum=599),
+        Field("retry_after", "integer", "Seconds for the Retry-After header (1 for a 429 when not given).",
+              access=CREATE_ONLY, nullable=True, maximum=86_400),
+        Field("latency_ms", "integer", "Delay before answering.", access=CREATE_ONLY, nullable=True,
+              maximum=MAX_LATENCY_MS),
+        Field("times", "integer", "How many requests it applies to (unlimited when null).", access=CREATE_ONLY,
+              nullable=True, minimum=1, maximum=10**9),
+        Field("probability", "number", "The chance that a matching request is faulted.", access=CREATE_ONLY,
+              nullable=True, minimum=0, maximum=1),
+        Field("seed", "integer", "Seed of the rule's random draws (reproducible runs).", access=CREATE_ONLY,
+              nullable=True, minimum=-(2**63), maximum=2**63 - 1),
+        Field("remaining", "integer", "Requests it still applies to (null: unlimited).", nullable=True),
+        Field("fired", "integer", "How often it fired."),
+    ),
+)
+
+RESET_TARGETS = ("startup", "default")
+RESET = Resource(
+    "reset", "reset", "Where POST /_emulator/reset goes back to (both optional: the start-up state).",
+    (Field("to", "string", "startup (the start-up seed's state) or default (no start-up seed).", access=CREATE_ONLY,
+           nullable=True, enum=RESET_TARGETS),
+     Field("snapshot", "string", "A saved snapshot's name.", access=CREATE_ONLY, nullable=True)),
+)
+SNAPSHOT = Resource(
+    "snapshot", "snapshot", "A saved copy of the whole state.",
+    (Field("name", "string", "Its name.", access=CREATE_ONLY, required=True, non_blank=True, max_length=200),),
+)
+UPLOAD_WAIT = Resource(
+    "upload_wait", "wait", "How long POST /_emulator/uploads/wait waits, and from which upload it reports.",
+    (Field("timeout", "number", "Seconds to wait at most (default 30).", access=CREATE_ONLY, minimum=0,
+           maximum=3600, default=30),
+     Field("after", "integer", "Report uploads with a higher id (default: those finished since the previous "
+           "wait).", access=CREATE_ONLY, nullable=True)),
+)
+CLOCK_MOVE = Resource(
+    "clock_move", "clock change", "Move the emulator's clock: exactly one of advance or now.",
+    (Field("advance", "number", "Seconds to move it by (negative goes back).", access=CREATE_ONLY, nullable=True),
+     Field("now", "string", "The time to set, a UTC timestamp like 2030-01-01T00:00:00Z.", access=CREATE_ONLY,
+           nullable=True)),
+)
+REVOCATION = Resource(
+    "revocation", "revocation", "Whose access to take from an OAuth application.",
+    (Field("account_id", "integer", "The account (default: the default account).", access=CREATE_ONLY,
+           nullable=True),),
+)
+DECISION = Resource(
+    "decision", "decision", "The user's answer to a pending authorization.",
+    (Field("account_id", "integer", "The account to grant (default: the default account).", access=CREATE_ONLY,
+           nullable=True),
+     Field("accept", "boolean", "true accepts, false denies.", access=CREATE_ONLY, default=True)),
+)
+
+RESOURCES = (SERVICE, DATASOURCE, ATTRIBUTE, PROJECT, PROFILE, ALIAS, UPLOAD, TOKEN, ACCOUNT, OAUTH_APP, FAULT_RULE)
 

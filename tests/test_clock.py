@@ -47,14 +47,14 @@ def test_reset_restores_real_time(client):
     ({}, "advance", "Send exactly one of advance (seconds to move the clock by) or now (the time to set)."),
     ({"advance": 1, "now": "2030-01-01T00:00:00Z"}, "advance",
      "Send exactly one of advance (seconds to move the clock by) or now (the time to set)."),
-    ({"advance": "1h"}, "advance", "advance must be a number of seconds, got '1h'."),
-    ({"advance": True}, "advance", "advance must be a number of seconds, got True."),
+    ({"advance": "1h"}, "advance", "advance must be a number or null (got a string)."),
+    ({"advance": True}, "advance", "advance must be a number or null (got a boolean)."),
     ({"advance": 1e300}, "advance", ("advance: the clock must stay between 1970-01-01T00:00:00.000000Z and "
                                     "9000-01-01T00:00:00.000000Z.")),
     ({"now": "next tuesday"}, "now", "now must be a UTC timestamp like 2030-01-01T00:00:00Z, got 'next tuesday'."),
     ({"now": "1900-01-01T00:00:00Z"}, "now", ("now: the clock must stay between 1970-01-01T00:00:00.000000Z and "
                                              "9000-01-01T00:00:00.000000Z.")),
-    ({"speed": 2}, "speed", "Unknown field 'speed'; send advance (seconds) or now (a timestamp)."),
+    ({"speed": 2}, "speed", "Unknown field 'speed'; accepted fields are advance, now."),
 ])
 def test_clock_refusals(client, body, field, message):
     err = error(client.post("/_emulator/clock", json=body), 400, "invalid_field", field)

@@ -453,7 +453,7 @@ def test_decision_refusals(dcp_emulator):
     assert api_error(requests.post(url, json={"account_id": 999}, timeout=10), 400, "invalid_field") == \
         "account_id 999 is not an account of this emulator."
     assert api_error(requests.post(url, json={"accept": "yes"}, timeout=10), 400, "invalid_field") == \
-        "accept must be true or false, got 'yes'."
+        "accept must be true or false (a JSON boolean)."
     dcp_emulator.advance_clock(601)  # consent requests wait 10 minutes
     message = api_error(requests.post(url, json={}, timeout=10), 404, "not_found")
     assert message.startswith("This authorization request expired at ")

@@ -341,7 +341,7 @@ def test_add_a_fault_see_a_request_fail_then_delete_it(client, auth):
 
 @pytest.mark.parametrize("form, message", [
     ({"status": "abc"}, "status must be a whole number, got 'abc'."),
-    ({"status": "200"}, "status must be an integer from 400 to 599, got 200."),
+    ({"status": "200"}, "status must be from 400 to 599 (got 200)."),
     ({"probability": "often"}, "probability must be a number from 0 to 1, got 'often'."),
     ({"path": "("}, "path is not a valid regular expression"),
 ])

@@ -8,9 +8,9 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import openapi
 from ..bulk import IMPORT_BUCKET
 from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
+from ..resources import RESET, SNAPSHOT
 from . import emulator, json_object, optional_json_object, route, same_origin_only
 
 MAX_SEED_BYTES = 512 * 1024 * 1024  # seeds may be far larger than API bodies (10,000s of profiles)
@@ -52,6 +52,8 @@ def info():
 @route(bp, "/openapi.json", methods=["GET"])
 def openapi_document():
     """The OpenAPI 3.1 document of the vendor APIs and of this control plane."""
+    from .. import openapi  # built on first request only: no start-up cost
+
     return jsonify(openapi.document(current_app))
 
 
@@ -61,20 +63,16 @@ def _credentials() -> dict:
     return {"default_account_id": emu.default_account_id, "tokens": emu.default_tokens()}
 
 
-RESET_TARGETS = ("startup", "default")  # the start-up state (default state + start-up seeds), or without seeds
 
 
 @route(bp, "/reset", methods=["POST"])
 def reset():
     """Back to the start-up state, {"to": "default"} (no start-up seed) or {"snapshot": name}; also clears
     the journal, faults, S3 and uploads."""
-    body = optional_json_object()
-    name = request.args.get("snapshot") or body.get("snapshot")
-    if name is not None and not isinstance(name, str):
-        raise InvalidField("snapshot must be the name of a saved snapshot.", field="snapshot")
-    to = request.args.get("to") or body.get("to")
-    if to is not None and to not in RESET_TARGETS:
-        raise InvalidField(f"to must be one of {', '.join(RESET_TARGETS)}, got {to!r}.", field="to")
+    # The query string (?to=, ?snapshot=) says the same as the body, for clients that send no body.
+    body = RESET.parse_create({**optional_json_object(), **{k: v for k, v in request.args.items()
+                                                            if k in RESET.by_name}})
+    name, to = body["snapshot"], body["to"]
     if name is not None and to is not None:
         raise InvalidField("Give either snapshot or to, not both.", field="to")
     to = "snapshot" if name is not None else to or "startup"
@@ -167,9 +165,7 @@ def list_snapshots():
 @route(bp, "/snapshots", methods=["POST"])
 def save_snapshot():
     """Save the current state as {"name": ...}; POST /_emulator/reset {"snapshot": name} returns to it."""
-    name = json_object().get("name")
-    if not isinstance(name, str) or not name or len(name) > 200:
-        raise InvalidField("name is required: a string of 1 to 200 characters.", field="name")
+    name = SNAPSHOT.parse_create(json_object())["name"]
     emulator().save_snapshot(name)
     return jsonify({"name": name}), 201
 

@@ -4,7 +4,6 @@ authorizations decided without a browser, revocation, and the clock."""
 
 from __future__ import annotations
 
-import math
 import urllib.parse
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
@@ -22,6 +21,7 @@ from ..oauth import (
     register_app,
     revoke,
 )
+from ..resources import CLOCK_MOVE, DECISION, REVOCATION
 from . import cross_site_refusal, emulator, json_object, optional_json_object, route, same_origin_only
 
 bp = Blueprint("oauth", __name__)
@@ -136,10 +136,8 @@ def one_app(client_id: str):
 def revoke_app(client_id: str):
     """The user revokes the application's access to {account_id} (default: the default account)."""
     emu = emulator()
-    account_id = optional_json_object().get("account_id", emu.default_account_id)
-    if isinstance(account_id, bool) or not isinstance(account_id, int):
-        raise InvalidField(f"account_id must be an account id (integer), got {account_id!r}.", field="account_id")
-    return jsonify(revoke(emu.store, client_id, account_id))
+    account_id = REVOCATION.parse_create(optional_json_object())["account_id"]
+    return jsonify(revoke(emu.store, client_id, emu.default_account_id if account_id is None else account_id))
 
 
 @route(control_bp, "/oauth/authorizations", methods=["GET"])
@@ -152,11 +150,9 @@ def authorizations():
 def decide(request_id: str):
     """Decide a pending authorization without a browser: {"account_id"?, "accept": true|false}."""
     emu = emulator()
-    body = optional_json_object()
-    accept = body.get("accept", True)
-    if not isinstance(accept, bool):
-        raise InvalidField(f"accept must be true or false, got {accept!r}.", field="accept")
-    return jsonify(server().decide(request_id, body.get("account_id", emu.default_account_id), accept))
+    body = DECISION.parse_create(optional_json_object())
+    account_id = emu.default_account_id if body["account_id"] is None else body["account_id"]
+    return jsonify(server().decide(request_id, account_id, body["accept"]))
 
 
 @route(control_bp, "/clock", methods=["GET"])
@@ -168,21 +164,14 @@ def clock():
 @route(control_bp, "/clock", methods=["POST"])
 def move_clock():
     """Move the clock: {"advance": seconds} (negative goes back) or {"now": "2030-01-01T00:00:00Z"}."""
-    body = json_object()
+    body = CLOCK_MOVE.parse_create(json_object())
     clk = emulator().clock
-    unknown = [k for k in body if k not in ("advance", "now")]
-    if unknown:
-        raise InvalidField(f"Unknown field {unknown[0]!r}; send advance (seconds) or now (a timestamp).",
-                           field=unknown[0])
-    if ("advance" in body) == ("now" in body):
+    if (body["advance"] is None) == (body["now"] is None):
         raise InvalidField("Send exactly one of advance (seconds to move the clock by) or now (the time to set).",
                            field="advance")
-    if "advance" in body:
-        seconds = body["advance"]
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-            raise InvalidField(f"advance must be a number of seconds, got {seconds!r}.", field="advance")
+    if body["advance"] is not None:
         try:
-            clk.advance(seconds)
+            clk.advance(body["advance"])
         except ValueError as e:
             raise InvalidField(f"advance: {e}.", field="advance") from None
     else:

@@ -7,6 +7,7 @@ from urllib.parse import unquote_to_bytes
 from flask import Blueprint, jsonify, request
 
 from ..errors import InvalidField
+from ..resources import ALIAS, PROFILE
 from . import emulator, json_object, principal, require_auth, route
 
 bp = Blueprint("profiles", __name__)
@@ -36,19 +37,10 @@ def _key(path_id: str) -> str:
     return path_id
 
 
-def _data(body: dict) -> object:
-    extra = [k for k in body if k != "data"]
-    if extra:
-        raise InvalidField(f"Unknown field {extra[0]!r}: the body is {{\"data\": {{...}}}}.", field=extra[0])
-    if "data" not in body:
-        raise InvalidField('The body must be {"data": {...}}; "data" is missing.', field="data")
-    return body["data"]
-
-
 @route(bp, _PROFILE, methods=["POST"])
 def write_profile(service_id: int, datasource_id: int, customer_id: str):
     """POST customer_profile/...: merge values into one customer's profile."""
-    body = _data(json_object())
+    body = PROFILE.parse_create(json_object())["data"]
     out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 201
 
@@ -63,7 +55,7 @@ def read_profile(service_id: int, datasource_id: int, customer_id: str):
 def update_profile(service_id: int, datasource_id: int, customer_id: str):
     """PUT customer_profile/... ("update attributes" in some versions of the vendor's reference): POST's body,
     merge and answer, with the 202 of every PUT."""
-    body = _data(json_object())
+    body = PROFILE.parse_create(json_object())["data"]
     out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 202
 
@@ -78,7 +70,7 @@ def delete_profile(service_id: int, datasource_id: int, customer_id: str):
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     """POST alias/...: link customer ids of other tables to an Optimizely user id."""
-    body = _data(json_object())
+    body = ALIAS.parse_create(json_object())["data"]
     out = _store().profiles.write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
     return jsonify(out), 201
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
 
 from ..errors import DcpError, InvalidField
-from ..resources import UPLOAD
+from ..resources import UPLOAD, UPLOAD_WAIT
 from . import emulator, optional_json_object, route, same_origin_only
 
 bp = Blueprint("uploads", __name__)
 same_origin_only(bp)
 
-DEFAULT_WAIT_SECONDS = 30.0
 
 
 class UploadWaitTimeout(DcpError):
@@ -73,18 +71,8 @@ def wait_for_uploads():
     The answer lists the uploads finished since the previous wait (or with an id above ``after``),
     not the whole history: what this wait waited for, and what finished before it was called.
     """
-    body = optional_json_object()
-    unknown = [k for k in body if k not in ("timeout", "after")]
-    if unknown:
-        raise InvalidField(f"Unknown field {unknown[0]!r}; the body is {{\"timeout\": seconds, \"after\": upload id}} "
-                           "(both optional).", field=unknown[0])
-    timeout = body.get("timeout", DEFAULT_WAIT_SECONDS)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
-            or not 0 <= timeout <= 3600:
-        raise InvalidField("timeout must be a number of seconds between 0 and 3600.", field="timeout")
-    after = body.get("after")
-    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 2**63):
-        raise InvalidField("after must be an upload id (a whole number).", field="after")
+    body = UPLOAD_WAIT.parse_create(optional_json_object())
+    timeout, after = body["timeout"], body["after"]
     emu = emulator()
     if not emu.ingestor.wait_idle(float(timeout)):
         pending = [u["id"] for u in emu.store.uploads.list_uploads(limit=20) if u["status"] in ("pending", "processing")]
