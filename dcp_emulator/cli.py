@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .config import ENV_PREFIX, Config
+from .urls import CONTROL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +117,7 @@ def health(url: str | None, timeout: float = 2.0) -> int:
         host = os.environ.get(ENV_PREFIX + "HOST") or "127.0.0.1"
         host = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
         url = f"http://{host}:{os.environ.get(ENV_PREFIX + 'PORT') or Config().port}"
-    target = url.rstrip("/") + "/_emulator/health"
+    target = url.rstrip("/") + CONTROL + "/health"
     try:
         with urllib.request.urlopen(target, timeout=timeout) as resp:
             status, body = resp.status, resp.read()

@@ -242,8 +242,16 @@ UNDOCUMENTED_BLUEPRINTS = ("ui", "apidocs")
 _VENDOR_ERRORS = (400, 401, 403, 404, 429, 503)
 _CONTROL_ERRORS = (400, 403, 404, 429, 503)  # 403: a cross-site request; 429/503: fault rules on /_emulator
 _BODY_ERRORS = (413, 415)
-_TAGS = {"management": "Management API (/experiment/v1)", "profiles": "Profile API (/api)",
-         "oauth": "OAuth 2.0 (/oauth2)"}
+_TAGS = {"management": f"Management API ({urls.MANAGEMENT})", "profiles": f"Profile API ({urls.PROFILES})",
+         "oauth": f"OAuth 2.0 ({urls.OAUTH})"}
+_CONTROL_TAG = f"Control plane ({urls.CONTROL})"
+_TAG_DOCS = {  # in the order a reader wants them: the vendor's APIs first
+    _TAGS["management"]: "The vendor's management REST API: DCP services, tables, attributes, projects.",
+    _TAGS["profiles"]: "The vendor's profile API: customer profiles, aliases, the consolidated customer view.",
+    _TAGS["oauth"]: "The vendor's OAuth 2.0 authorization server, run offline.",
+    _CONTROL_TAG: "The emulator's own endpoints (no token): health, reset, seeds, state, snapshots, Upload History, "
+                  "request journal, fault injection, OAuth apps, the clock.",
+}
 
 
 class UndocumentedRoute(RuntimeError):
@@ -313,7 +321,7 @@ def build(rules: Any) -> dict:
             if len(methods) > 1:  # one view serving several methods: one operation each
                 operation_id += "_" + method.lower()
             entry: dict[str, Any] = {"operationId": operation_id, "summary": op.summary,
-                                     "tags": [_TAGS.get(blueprint, f"Control plane ({urls.CONTROL})")]}
+                                     "tags": [_TAGS.get(blueprint, _CONTROL_TAG)]}
             query = [{"name": n, "in": "query", "required": False, "schema": s, "description": d}
                      for n, s, d in op.query]
             if params or query:
@@ -361,6 +369,7 @@ def build(rules: Any) -> dict:
                                 f"under {urls.OAUTH}, and the emulator's own control plane under {urls.CONTROL}. "
                                 "Bulk import is S3 (bucket optimizely-import) on the same port."},
         "servers": [{"url": "/"}],
+        "tags": [{"name": name, "description": doc} for name, doc in _TAG_DOCS.items()],
         "paths": paths,
         "components": {
             "schemas": schemas,

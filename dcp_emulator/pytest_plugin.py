@@ -29,6 +29,9 @@ from typing import Any
 
 import pytest
 
+# The plugin is an HTTP client of the control plane, like a partner's own code, and imports nothing of
+# the emulator at load time (pytest loads it in every session, and pytester re-runs it in-process): it
+# writes the control plane's paths as a client would.
 ENV_URL = "DCP_EMULATOR_URL"
 ENV_WAIT = "DCP_EMULATOR_WAIT"  # seconds to wait for an external emulator to become ready (default 30)
 MARKER = "dcp_seed"

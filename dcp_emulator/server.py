@@ -23,6 +23,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
 
+from . import urls
 from .app import create_app
 from .bulk import IMPORT_BUCKET
 from .config import Config
@@ -301,12 +302,12 @@ class EmulatorServer:
         url = self.url
         lines = [
             f"dcp-emulator {info.version} listening on {url} (bound to {self.config.host}:{self.port})",
-            f"  management API   {url}/experiment/v1/",
-            f"  profile API      {url}/api/",
+            f"  management API   {url}{urls.MANAGEMENT}/",
+            f"  profile API      {url}{urls.PROFILES}/",
             f"  S3 endpoint      {url}  (bucket {IMPORT_BUCKET}, path-style; same port)",
-            f"  control plane    {url}/_emulator/  (info, health, ...)",
-            f"  dashboard        {url}/_emulator/ui",
-            f"  API docs         {url}/_emulator/docs",
+            f"  control plane    {url}{urls.CONTROL}/  (info, health, ...)",
+            f"  dashboard        {url}{urls.DASHBOARD}",
+            f"  API docs         {url}{urls.API_DOCS}",
             f"  account id       {info.default_account_id}",
             f"  classic token    {tokens.get('classic')}    (send as header 'Token: ...')",
             f"  OAuth token      {tokens.get('oauth')}    (send as 'Authorization: Bearer ...')",

@@ -7,6 +7,7 @@ import pathlib
 import boto3  # noqa: F401 - see below
 import pytest
 import requests  # noqa: F401 - see below
+import yaml  # noqa: F401 - see below
 
 import dcp_emulator.s3  # noqa: F401 - see below
 from dcp_emulator.config import Config
@@ -17,7 +18,8 @@ pytest_plugins = ["pytester"]
 
 # pytester's in-process runs drop the modules an inner session imported; the ones above are imported
 # here once so inner sessions reuse them (re-importing requests breaks its cookie-jar type checks, and
-# re-importing moto each time would cost a second per run).
+# re-importing moto each time would cost a second per run; a re-imported PyYAML pairs its new node classes
+# with the C parser's old ones, and every mapping then loses its tag: "could not determine a constructor").
 
 EXAMPLE = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "example.yaml"
 

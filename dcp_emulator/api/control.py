@@ -8,6 +8,7 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from .. import urls
 from ..bulk import IMPORT_BUCKET
 from ..errors import InvalidField, NotFound, SeedError, UnsupportedMediaType
 from ..resources import RESET, SNAPSHOT
@@ -36,16 +37,16 @@ def info():
     return jsonify({
         "version": emu.version,
         "base_url": base,
-        "rest_api_url": f"{base}/experiment/v1",
-        "profile_api_url": f"{base}/api",
+        "rest_api_url": f"{base}{urls.MANAGEMENT}",
+        "profile_api_url": f"{base}{urls.PROFILES}",
         "s3_endpoint_url": base,  # S3 is served on the same port (see dcp_emulator/s3.py)
         "import_bucket": IMPORT_BUCKET,
         "default_account_id": emu.default_account_id,
         "tokens": emu.default_tokens(),
         "db": emu.config.db,
-        "ui_url": f"{base}/_emulator/ui",  # the web dashboard
-        "openapi_url": f"{base}/_emulator/openapi.json",  # the OpenAPI 3.1 document of every API served here
-        "api_docs_url": f"{base}/_emulator/docs",  # that document, browsable (Swagger UI)
+        "ui_url": f"{base}{urls.DASHBOARD}",  # the web dashboard
+        "openapi_url": f"{base}{urls.CONTROL}/openapi.json",  # the OpenAPI 3.1 document of every API served here
+        "api_docs_url": f"{base}{urls.API_DOCS}",  # that document, browsable (Swagger UI)
     })
 
 

@@ -37,8 +37,7 @@ class Management(Backend):
     @read_operation
     def list_services(self, account_id: int) -> list[dict]:
         """GET dcp_services: every service of the account."""
-        rows = self.database._all("SELECT * FROM dcp_services WHERE account_id = ? ORDER BY id", (account_id,))
-        return rows
+        return self.database._all("SELECT * FROM dcp_services WHERE account_id = ? ORDER BY id", (account_id,))
 
     @read_operation
     def get_service(self, account_id: int, service_id: int) -> dict:
@@ -238,8 +237,7 @@ class Management(Backend):
     def list_attributes(self, account_id: int, datasource_id: int) -> list[dict]:
         """GET dcp_datasources/{id}/dcp_datasource_attributes."""
         self._datasource_row(account_id, datasource_id)
-        rows = self.database._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
-        return rows
+        return self.database._all("SELECT * FROM attributes WHERE dcp_datasource_id = ? ORDER BY id", (datasource_id,))
 
     @read_operation
     def get_attribute(self, account_id: int, attribute_id: int) -> dict:
