@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 WORKERS ?= 2
 
-.PHONY: install serve test lint bench clean browser image screenshots vendor-swagger-ui
+.PHONY: install serve test lint bench clean browser image screenshots vendor-swagger-ui fuzz
 
 # Create .venv and install the emulator with its test dependencies (editable); safe to run concurrently.
 install:
@@ -30,6 +30,10 @@ browser:
 # Install, then run the whole test suite, in $(WORKERS) processes (pytest-xdist; WORKERS=0 runs it in one).
 test: install
 	$(BIN)/python -m pytest -q -n $(WORKERS)
+
+# Fuzz a served emulator from its OpenAPI document with schemathesis, fixed seed, ~1 min (docs/contract.md).
+fuzz: install
+	$(BIN)/python tools/fuzz_api.py
 
 # Static checks (ruff) over the package, tests and benchmarks.
 lint: install

@@ -288,6 +288,10 @@ def create_app(config: Config | None = None) -> Flask:
 
     journal.install(app, emulator)  # first: the journal times and records faulted requests too
     faults.install(app, emulator)
+    if config.validate_responses:
+        from . import contract
+
+        contract.install(app, error_response)  # before _stamp, so it runs after it: sees the final response
 
     @app.after_request
     def _stamp(response: Response) -> Response:

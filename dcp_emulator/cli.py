@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", type=int, default=None, metavar="SECONDS",
                        help=f"close a connection idle or stalled this long ({ENV_PREFIX}IDLE_TIMEOUT; "
                             f"default {d.idle_timeout})")
+    serve.add_argument("--validate-responses", action="store_true", default=None,
+                       help="check every API response against the OpenAPI document and answer 500 naming the "
+                            f"violation; for tests, needs jsonschema ({ENV_PREFIX}VALIDATE_RESPONSES=1)")
     serve.add_argument("--quiet", action="store_true", default=None,
                        help=f"do not log each request ({ENV_PREFIX}LOG_REQUESTS=0)")
     health = sub.add_parser(
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             upload_error_limit=args.upload_error_limit, ingest_batch_rows=args.ingest_batch_rows,
             threads=args.threads, idle_timeout=args.idle_timeout, log_requests=False if args.quiet else None,
             oauth_strict_redirects=args.oauth_strict_redirects, upload_history_size=args.upload_history_size,
-            snapshot_memory_bytes=args.snapshot_memory_bytes,
+            snapshot_memory_bytes=args.snapshot_memory_bytes, validate_responses=args.validate_responses,
         )
     except ValueError as e:
         print(f"dcp-emulator: {e}", file=sys.stderr)

@@ -29,6 +29,10 @@ class Config:
     oauth_strict_redirects: bool = False  # refuse http://localhost redirect URIs for the code grant, as the vendor does
     threads: int = 32  # requests handled at once (a long uploads/wait or an injected latency holds one)
     idle_timeout: int = 60  # seconds before an idle or stalled connection is closed
+    # Check every response against the OpenAPI document (contract.py; needs jsonschema). Its default is
+    # read from the environment even by Config(...), so one variable switches it on for a whole test session:
+    # the apps tests build themselves, the pytest plugin's server and `serve` subprocesses alike.
+    validate_responses: bool = field(default_factory=lambda: _env_flag("VALIDATE_RESPONSES"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Config:
@@ -75,6 +79,12 @@ _RANGES: dict[str, tuple[int, int | None]] = {
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+
+
+def _env_flag(name: str) -> bool:
+    """A boolean DCP_EMULATOR_<NAME> variable (unset or empty: False)."""
+    raw = os.environ.get(ENV_PREFIX + name)
+    return bool(raw) and _parse(name.lower(), raw, False)
 
 
 def _parse(name: str, raw: str, default):

@@ -145,4 +145,5 @@ def install(app: Flask, emulator) -> None:
             time.sleep(rule.latency_ms / 1000)
         err = rule.error()
         if err is not None:
+            g.injected_fault = True  # the answer is the rule's, not the API's: the contract check leaves it alone
             raise err

@@ -72,6 +72,9 @@ class Op:
     errors: tuple[int, ...] = ()  # error statuses besides the family's
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, schema, description)
     headers: dict | None = None  # success response headers
+    # Bodies besides the defaults: (status, content type, schema) replaces the schema of that status and type
+    # (the Error envelope, for an error status) or adds it (a second content type, a status of its own).
+    responses: tuple[tuple[int, str, dict], ...] = ()
 
 
 _PROFILE_BODY = {"type": "object", "required": ["data"], "additionalProperties": False,
@@ -88,6 +91,23 @@ _UPLOAD_PAGE = (("after", {"type": "integer", "minimum": 0}, "Uploads with a hig
 _CLOCK = obj("The emulator's clock.", ("now", "offset_seconds", "real_time"), now="string",
              offset_seconds="number", real_time="boolean")
 _ANY = {"type": "object"}
+_READINESS = obj("Readiness.", ("status", "parts"), status="string", parts="object")
+_ERROR = {"$ref": "#/components/schemas/Error"}
+# The token endpoint's refusals are RFC 6749 5.2 bodies; routing and body-size errors there are the envelope.
+_OAUTH_ERROR = {"anyOf": [{"$ref": "#/components/schemas/OAuthError"}, _ERROR]}
+_HTML = {"type": "string", "description": "An HTML page."}
+_STR = {"type": "string"}
+_AUTHORIZE_QUERY = (("client_id", _STR, "The registered application."),
+                    ("redirect_uri", _STR, "One of the application's registered redirect URIs."),
+                    ("response_type", {"type": "string", "enum": ["code", "token"]},
+                     "code (authorization code grant) or token (implicit grant)."),
+                    ("state", _STR, "Sent back unchanged with the outcome."),
+                    ("scope", {"type": "string", "enum": ["all"]}, "The only scope (the default)."))
+_TOKEN_REQUEST = obj("RFC 6749 4.1.3 / 6 token request (the parameters may also be sent in the query string; a "
+                     "confidential client may authenticate with HTTP Basic instead of client_id/client_secret).",
+                     ("grant_type",), grant_type={"type": "string", "enum": ["authorization_code", "refresh_token"]},
+                     code="string", redirect_uri="string", client_id="string", client_secret="string",
+                     refresh_token="string")
 
 # What each endpoint (Flask endpoint name) takes and answers. Statuses of the vendor APIs follow the vendor:
 # GET 200, POST 201 (the created entity), PUT 202 (the updated entity), DELETE 204 (no body).
@@ -138,16 +158,20 @@ OPERATIONS: dict[str, Op] = {
     # ---------------------------------------------------------------- OAuth 2.0
     "oauth.authorize": Op("The consent page (GET), or the user's decision posted from it", response=None,
                           content_type="text/html", request_types=("application/x-www-form-urlencoded",),
-                          request=_ANY, body_required=False, errors=(302, 303)),
+                          request=_ANY, body_required=False, errors=(302, 303), query=_AUTHORIZE_QUERY,
+                          # an untrustworthy client or redirect URI, a form posted from another site: shown to
+                          # the user as a page, never redirected
+                          responses=((400, "text/html", _HTML), (403, "text/html", _HTML))),
     "oauth.token": Op("Exchange an authorization code or a refresh token for an access token",
                       response=obj("RFC 6749 5.1 token response.", ("access_token", "token_type", "expires_in"),
                                    access_token="string", token_type="string", expires_in="integer",
                                    refresh_token="string", scope="string"),
-                      request_types=("application/x-www-form-urlencoded",), request=_ANY, body_required=False,
-                      errors=(400, 401)),
+                      request_types=("application/x-www-form-urlencoded",), request=_TOKEN_REQUEST,
+                      body_required=False, errors=(400, 401),
+                      responses=((400, JSON, _OAUTH_ERROR), (401, JSON, _OAUTH_ERROR), (403, JSON, _OAUTH_ERROR))),
     # ---------------------------------------------------------------- the control plane
-    "control.health": Op("Readiness of every part (503 until ready)", response=obj(
-        "Readiness.", ("status", "parts"), status="string", parts="object"), errors=(503,)),
+    "control.health": Op("Readiness of every part (503 until ready)", response=_READINESS,
+                         responses=((503, JSON, {"anyOf": [_READINESS, _ERROR]}),)),
     "control.info": Op("URLs, default account and tokens, version", response=obj(
         "How to talk to this emulator.", ("version", "base_url", "rest_api_url", "profile_api_url",
                                           "s3_endpoint_url", "import_bucket", "tokens"),
@@ -167,7 +191,8 @@ OPERATIONS: dict[str, Op] = {
         id="integer", kind="string", aws_access_key="string", aws_secret_key="string", prefix="string")),
     "control.state": Op("The whole state as a seed (YAML, or JSON with ?format=json)", response=_ANY,
                         content_type="application/yaml",
-                        query=(("format", {"type": "string", "enum": ["yaml", "json"]}, "yaml (default) or json."),)),
+                        query=(("format", {"type": "string", "enum": ["yaml", "json"]}, "yaml (default) or json."),),
+                        responses=((200, JSON, _ANY),)),
     "control.list_snapshots": Op("Names of the saved snapshots", response=obj(
         "Snapshot names.", ("snapshots",), snapshots={"type": "array", "items": {"type": "string"}})),
     "control.save_snapshot": Op("Save the current state under a name", 201, SNAPSHOT.schema(),
@@ -233,18 +258,27 @@ class UndocumentedRoute(RuntimeError):
     """A route of the app has no entry in OPERATIONS (every API route must be documented)."""
 
 
-_cache: dict[int, dict] = {}
+_cache: dict[tuple, dict] = {}
 _lock = threading.Lock()
 
 
-def document(app: Any) -> dict:
-    """The OpenAPI 3.1 document of ``app``'s APIs (built once per app; callers get a copy to change freely)."""
-    key = id(app.url_map)
+def document(app: Any, *, shared: bool = False) -> dict:
+    """The OpenAPI 3.1 document of ``app``'s APIs (built once per app; callers get a copy to change freely,
+    or with ``shared=True`` the cached one, never to be changed)."""
+    # Keyed by what the document is built from, not by the app: every app create_app builds has the same
+    # routes, so they share one document (an id() key would build one per app, kept forever, and could
+    # hand a new app the document of a dead one whose id it reuses).
+    key = tuple(sorted((r.rule, r.endpoint, tuple(sorted(r.methods or ()))) for r in app.url_map.iter_rules()))
     with _lock:
         doc = _cache.get(key)
         if doc is None:
             doc = _cache[key] = build(app.url_map.iter_rules())
-    return copy.deepcopy(doc)
+    return doc if shared else copy.deepcopy(doc)
+
+
+def template(rule: str) -> str:
+    """The document's path template of a werkzeug URL rule (``<int:id>`` -> ``{id}``)."""
+    return _path_and_params(rule)[0]
 
 
 def _path_and_params(rule: str) -> tuple[str, list[dict]]:
@@ -301,7 +335,12 @@ def build(rules: Any) -> dict:
                 ok["content"] = {op.content_type: {"schema": op.response or {"type": "string"}}}
             errors = set(_VENDOR_ERRORS if blueprint in ("management", "profiles") else _CONTROL_ERRORS)
             errors |= set(op.errors) | (set(_BODY_ERRORS) if has_body else set())
+            if not vendor and method != "GET":
+                errors.add(415)  # the control plane refuses any write whose body a web page could forge
             entry["responses"] = {str(op.status): ok, **{str(s): _error_response(s) for s in sorted(errors)}}
+            for status, content_type, schema in op.responses:
+                response = entry["responses"].setdefault(str(status), {"description": op.summary})
+                response.setdefault("content", {})[content_type] = {"schema": schema}
             if blueprint in ("management", "profiles"):
                 entry["security"] = [{"classicToken": []}, {"oauthBearer": []}]
             elif vendor:
@@ -315,6 +354,13 @@ def build(rules: Any) -> dict:
                        "message": {"type": "string", "description": "What is wrong and how to fix it."},
                        "field": {"type": "string", "description": "The field at fault, when there is one."},
                        "request_id": {"type": "string"}}}
+    schemas["OAuthError"] = {
+        "type": "object", "description": "An RFC 6749 (section 5.2) error of the token endpoint.",
+        "required": ["error", "error_description"],
+        "properties": {"error": {"type": "string", "enum": ["invalid_request", "invalid_client", "invalid_grant",
+                                                            "unauthorized_client", "unsupported_grant_type",
+                                                            "invalid_scope"]},
+                       "error_description": {"type": "string"}, "request_id": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "dcp-emulator", "version": __version__,

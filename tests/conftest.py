@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Every response the suite sees is checked against the OpenAPI document (dcp_emulator/contract.py): set before
+# any Config exists, so the apps tests build, the plugin's served emulator and `serve` subprocesses (which
+# inherit the environment) all validate; a violation is a 500 naming it. DCP_EMULATOR_VALIDATE_RESPONSES=0
+# switches it off (to time the suite without it).
+os.environ.setdefault("DCP_EMULATOR_VALIDATE_RESPONSES", "1")
 
 from dcp_emulator import create_app
 from dcp_emulator.app import DEFAULT_TOKENS

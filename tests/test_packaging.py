@@ -77,7 +77,8 @@ def _source_tree(dest: Path) -> Path:
 def _env() -> dict[str, str]:
     # The partner's shell: no variables of this test session's virtualenv or emulator.
     env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "DCP_EMULATOR_URL") and not k.startswith("PYTEST")}
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "DCP_EMULATOR_URL", "DCP_EMULATOR_VALIDATE_RESPONSES")
+           and not k.startswith("PYTEST")}  # a partner's environment: not our suite's contract switch
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
