@@ -121,9 +121,10 @@ class Container:
         while healthy is None:
             assert self.proc.poll() is None, f"the container exited: {self.proc.communicate()[0]}"
             try:
-                if requests.get(self.url + "/_emulator/health", timeout=1).status_code == 200:
+                # The first health check builds the S3 side (moto's import): seconds on a loaded machine.
+                if requests.get(self.url + "/_emulator/health", timeout=10).status_code == 200:
                     healthy = time.monotonic() - started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
             assert time.monotonic() - started < 60, "not healthy after 60 s"
         check = self.healthcheck()
