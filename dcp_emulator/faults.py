@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
+from . import urls
 from .errors import DcpError, InjectedError, InvalidField, ServiceUnavailable, TooManyRequests
 from .journal import compile_path_pattern, is_recorded
 from .resources import FAULT_RULE
@@ -137,7 +138,7 @@ def install(app: Flask, emulator) -> None:
     def _inject_fault() -> None:
         if not is_recorded(request.path):
             return
-        rule = emulator.faults.match(request.method, request.path)
+        rule = emulator.faults.match(request.method, urls.client_path(request.path, request.environ))
         if rule is None:
             return
         g.fault_rule_id = rule.id

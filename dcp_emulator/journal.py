@@ -250,7 +250,7 @@ def install(app: Flask, emulator) -> None:
             emulator.journal.record(Recorded({
                 "timestamp": emulator.store.clock.now(),  # the emulator's clock (formatted when read)
                 "method": req.method,
-                "path": req.path,
+                "path": urls.client_path(req.path, req.environ),
                 "query": req.query_string.decode("latin-1"),
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),

@@ -89,9 +89,7 @@ def with_params(uri: str, params: dict[str, str | None], fragment: bool = False)
 
 # ---------------------------------------------------------------------- registration
 def _redirect_uris(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value:
+    if not value:
         raise InvalidField(f"redirect_uris must be {OAUTH_APP.field('redirect_uris').hint}", field="redirect_uris")
     for uri in value:
         parts = urllib.parse.urlsplit(uri) if isinstance(uri, str) and len(uri) <= OAUTH_TEXT_LIMIT else None
@@ -109,6 +107,8 @@ def _redirect_uris(value: Any) -> list[str]:
 def register_app(store: Store, fields: Mapping[str, Any], default_account_id: int) -> dict:
     """Register an application; ``client_id`` (and a confidential client's ``client_secret``) are
     generated when absent. Returns the application, secret included."""
+    if isinstance(fields.get("redirect_uris"), str):  # one URI may be given as a string
+        fields = {**fields, "redirect_uris": [fields["redirect_uris"]]}
     values = OAUTH_APP.parse_create(fields)
     client_type, secret = values["client_type"], values["client_secret"]
     client_id = values["client_id"] or "app-" + secrets.token_hex(8)

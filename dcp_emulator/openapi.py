@@ -77,12 +77,6 @@ class Op:
     responses: tuple[tuple[int, str, dict], ...] = ()
 
 
-_PROFILE_BODY = {"type": "object", "required": ["data"], "additionalProperties": False,
-                 "properties": {"data": {"type": "object", "description": "{attribute name: value}; null clears.",
-                                         "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}}
-_ALIAS_BODY = {"type": "object", "required": ["data"], "additionalProperties": False,
-               "properties": {"data": {"type": "object", "description": "{table id: customer id}; null removes.",
-                                       "additionalProperties": {"type": ["string", "integer", "null"]}}}}
 _CREDENTIALS = obj("The default account and its tokens, after the state changed.", ("default_account_id", "tokens"),
                    default_account_id="integer", tokens="object")
 _UPLOAD_PAGE = (("after", {"type": "integer", "minimum": 0}, "Uploads with a higher id."),
@@ -144,13 +138,13 @@ OPERATIONS: dict[str, Op] = {
                                     request=PROJECT.request_schema(update=True)),
     # ---------------------------------------------------------------- profiles
     "profiles.write_profile": Op("Create or update a customer profile (attribute-level merge)", 201, one(PROFILE),
-                                 request=_PROFILE_BODY),
+                                 request=PROFILE.request_schema(update=False)),
     "profiles.update_profile": Op("Update a customer profile's attributes (the same merge as POST)", 202,
-                                  one(PROFILE), request=_PROFILE_BODY),
+                                  one(PROFILE), request=PROFILE.request_schema(update=False)),
     "profiles.read_profile": Op("Read a customer profile", response=one(PROFILE)),
     "profiles.delete_profile": Op("Delete a customer profile", 204),
     "profiles.write_alias": Op("Link customer ids of other tables to an Optimizely user id", 201, one(ALIAS),
-                               request=_ALIAS_BODY),
+                               request=ALIAS.request_schema(update=False)),
     "profiles.read_alias": Op("Read an Optimizely user's aliases", response=one(ALIAS)),
     "profiles.consolidated_view": Op("Every profile of an Optimizely user", response=many(PROFILE)),
     "profiles.consolidated_view_in_table": Op("Every profile of an Optimizely user (form naming the Optimizely "

@@ -27,8 +27,10 @@ EDITABLE = "editable"  # settable on create and on update
 CREATE_ONLY = "create_only"  # set on create, never changed afterwards (PUT accepts only the current value)
 UPDATE_ONLY = "update_only"  # only PUT changes it (e.g. ``archived: false`` unarchives)
 
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _REGISTRY: dict[str, Resource] = {}  # every description by name (constant data, filled at import)
 _ID_MAX = 2**63 - 1  # SQLite's INTEGER range: every integer field is an id or a count
+MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 _NAME_LIMIT = 255  # names of services, tables, attributes and projects
 _TEXT_LIMIT = 65_536  # free text (descriptions, project JavaScript): well past any real value
 
@@ -55,6 +57,7 @@ class Field:
     trimmed: bool = False  # a string that must not start or end with whitespace
     omit_null: bool = False  # left out of the rendered resource when null (instead of null)
     hint: str = ""  # what to send, for the message when a required field is missing
+    schema_extra: dict | None = None  # more JSON Schema for the document (what an object's values may be)
     minimum: float | None = None  # numbers: the range (integers default to ids' 0 .. 2**63-1)
     maximum: float | None = None
 
@@ -87,13 +90,14 @@ class Field:
         if self.max_length is not None:
             out["maxLength"] = self.max_length
         if self.pattern is not None:
-            out["pattern"] = self.pattern
+            out["pattern"] = f"^{self.pattern}$"  # JSON Schema patterns search; the API matches whole strings
         elif self.non_blank:
             out["pattern"] = r"\S"
         if self.nullable:
             if "enum" in out:
                 out["enum"].append(None)
             out["type"] = [out["type"], "null"]
+        out.update(self.schema_extra or {})
         out["description"] = self.doc
         if self.access == READ_ONLY:
             out["readOnly"] = True
@@ -111,6 +115,14 @@ class Field:
         if self.type == "boolean":
             if not isinstance(value, bool):
                 raise InvalidField(f"{name} must be true or false (a JSON boolean).", field=name)
+        elif self.type in ("object", "array"):
+            if not isinstance(value, dict if self.type == "object" else list):
+                raise InvalidField(f"{name} must be {_expected(self)} (got {datatypes.json_kind(value)}).",
+                                   field=name)
+        elif self.type == "timestamp":
+            if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+                raise InvalidField(f"{name} must be a UTC timestamp like 2015-08-18T21:38:55.927670Z (got "
+                                   f"{json.dumps(value)}).", field=name)
         elif self.type in ("integer", "number"):
             kinds = (int,) if self.type == "integer" else (int, float)
             if not isinstance(value, kinds) or isinstance(value, bool):
@@ -164,6 +176,7 @@ class Field:
 
 def _expected(f: Field) -> str:
     kind = {"integer": "an integer", "number": "a number", "boolean": "true or false", "timestamp": "a timestamp",
+            "object": "a JSON object", "array": "a JSON array",
             "string": "a string"}.get(f.type, f"a JSON {f.type}")
     return f"{kind} or null" if f.nullable else kind
 
@@ -217,12 +230,19 @@ class Resource:
             if key not in self.by_name:  # type: ignore[attr-defined]
                 raise self._refuse_unknown(key, update)
 
-    def parse_create(self, body: Mapping[str, Any]) -> dict:
-        """The values of a POST body, every writable field present (defaults filled in), each checked."""
+    def parse_create(self, body: Mapping[str, Any], known: Mapping[str, Any] | None = None) -> dict:
+        """The values of a POST body, every writable field present (defaults filled in), each checked.
+
+        A read-only field is accepted only with the value it will have anyway: its default (``"archived":
+        false``), or its value in ``known`` (what the URL already says, such as a profile's ids).
+        """
         self._check_names(body, update=False)
-        for key in body:
+        for key, value in body.items():
             f = self.field(key)
             if not f.writable_on_create:
+                expected = (known or {}).get(key, f.default)
+                if expected is not None and _same(value, expected):
+                    continue
                 how = (" (PUT changes it once the resource exists)" if f.access == UPDATE_ONLY
                        else " (the emulator sets it)")
                 raise InvalidField(f"{key} is read-only{how}; leave it out of the request body.", field=key)
@@ -250,15 +270,16 @@ class Resource:
         for key, value in body.items():
             f = self.field(key)
             if not f.writable_on_update:
-                if value == current[key] and type(value) is type(current[key]):
+                if _same(value, current[key]):
                     continue
                 if f.access == CREATE_ONLY:
                     hint = " " + self.immutable_hint.format(**current) if self.immutable_hint else ""
                     raise InvalidField(f"The {self.title}'s {key} cannot be changed.{hint}", field=key)
-                raise InvalidField(f"{key} is read-only (the emulator sets it): send it unchanged "
-                                   f"({current[key]!r}) or leave it out.", field=key)
+                shown = "as GET returns it" if isinstance(current[key], (list, dict)) else json.dumps(current[key])
+                raise InvalidField(f"{key} is read-only (the emulator sets it): send it unchanged ({shown}) or "
+                                   "leave it out.", field=key)
             value = f.check(value)
-            if value != current[key] or type(value) is not type(current[key]):
+            if not _same(value, current[key]):
                 changes[key] = value
         return changes
 
@@ -293,10 +314,18 @@ class Resource:
         for f in self.fields:
             if f.writable_on_update if update else f.writable_on_create:
                 props[f.name] = {k: v for k, v in f.schema().items() if k != "readOnly"}
-            elif update and f.access in (READ_ONLY, CREATE_ONLY) and f.type != "array":
+            elif update:
                 props[f.name] = {**f.schema(), "description": f"{f.doc} Accepted only unchanged."}
+            elif f.default is not None:
+                props[f.name] = {**f.schema(), "description": f"{f.doc} Accepted only with the value the "
+                                                              "resource will have anyway."}
         required = [] if update else [f.name for f in self.fields if f.required and f.writable_on_create]
         return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: 1 is not true, 1.0 is 1."""
+    return a == b and (isinstance(a, bool) == isinstance(b, bool))
 
 
 def _missing(f: Field) -> InvalidField:
@@ -389,7 +418,7 @@ ATTRIBUTE = Resource(
     ),
     checks=("datatype datetime needs a format; other datatypes have format null.",
             "The name customerId is reserved; names cannot contain commas, tabs, quotes or line breaks.",
-            "A table holds at most 1999 attributes."),
+            f"A table holds at most {MAX_ATTRIBUTES_PER_TABLE} attributes (archived ones included)."),
     immutable_hint="Archive this attribute (DELETE dcp_datasource_attributes/{id}) and create a new one instead.",
 )
 
@@ -431,6 +460,10 @@ def _js_file_size(row: Mapping[str, Any]) -> int:
         30_000 if row["include_jquery"] else 0)
 
 
+# Fields of a project whose change rebuilds its script (and bumps code_revision).
+PROJECT_SCRIPT_FIELDS = ("include_jquery", "project_javascript", "enable_force_variation",
+                         "exclude_disabled_experiments", "exclude_names", "ip_anonymization", "ip_filter")
+
 PROJECT = Resource(
     "project", "project",
     "An Optimizely project (the classic v1 resource). DCP links a project to a DCP service with "
@@ -439,8 +472,7 @@ PROJECT = Resource(
         _id("project"),
         Field("account_id", "integer", "The account that owns it."),
         Field("code_revision", "integer", "Bumped each time a change alters the project's script "
-              "(include_jquery, project_javascript, ip_anonymization, exclude_names, enable_force_variation, "
-              "exclude_disabled_experiments, ip_filter)."),
+              f"({', '.join(PROJECT_SCRIPT_FIELDS)})."),
         Field("project_name", "string", "Its name.", access=EDITABLE, required=True, non_blank=True,
               max_length=_NAME_LIMIT),
         Field("project_status", "string", "Active or Archived.", access=EDITABLE, enum=PROJECT_STATUSES,
@@ -472,15 +504,14 @@ PROJECT = Resource(
             "Projects cannot be deleted; set project_status to Archived."),
 )
 
-# Fields of a project whose change rebuilds its script (and bumps code_revision).
-PROJECT_SCRIPT_FIELDS = ("include_jquery", "project_javascript", "enable_force_variation",
-                         "exclude_disabled_experiments", "exclude_names", "ip_anonymization", "ip_filter")
 
 # ---------------------------------------------------------------------- the profile API
-_PROFILE_IDS = (
-    Field("dcpServiceId", "string", "The DCP service id, as a string."),
-    Field("datasourceId", "string", "The table id, as a string."),
-    Field("customerId", "string", "The customer id (Optimizely user id for the Optimizely table)."),
+_PROFILE_IDS = (  # the profile API writes ids as strings
+    Field("dcpServiceId", "string", "The DCP service id, as a string.",
+          computed=lambda row: str(row["dcp_service_id"])),
+    Field("datasourceId", "string", "The table id, as a string.", computed=lambda row: str(row["datasource_id"])),
+    Field("customerId", "string", "The customer id (Optimizely user id for the Optimizely table).",
+          column="customer_id"),
 )
 
 PROFILE = Resource(
@@ -489,7 +520,8 @@ PROFILE = Resource(
     (*_PROFILE_IDS,
      Field("data", "object", "The stored values, typed: long and epoch as integers, double as numbers, bool as "
            "booleans, strings and dates as strings.", access=EDITABLE, required=True,
-           hint='the body is {"data": {"<attribute name>": value, ...}}.')),
+           hint='the body is {"data": {"<attribute name>": value, ...}}.',
+           schema_extra={"additionalProperties": {"type": ["string", "number", "boolean", "null"]}})),
     checks=(("Keys of data must be registered, non-archived attribute names of the table; values must satisfy "
             "the attribute's datatype and format; null clears a value. Nothing is written if any key is refused."),),
 )
@@ -499,7 +531,8 @@ ALIAS = Resource(
     "The customer ids of other tables linked to one Optimizely user id: {table id: customer id}.",
     (*_PROFILE_IDS,
      Field("data", "object", "{table id: customer id}; null as a customer id removes that alias.",
-           access=EDITABLE, required=True, hint='the body is {"data": {"<table id>": "<customer id>", ...}}.')),
+           access=EDITABLE, required=True, hint='the body is {"data": {"<table id>": "<customer id>", ...}}.',
+           schema_extra={"additionalProperties": {"type": ["string", "integer", "null"]}})),
     checks=(("The table in the URL must be the service's Optimizely table; every key must be another table of "
             "the same service."),),
 )

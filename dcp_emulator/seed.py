@@ -31,7 +31,7 @@ from .errors import DcpError, SeedError
 from .oauth import list_apps, register_app
 from .resources import ACCOUNT, ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, TOKEN, Resource
 from .seeds import resolve_seed
-from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, TOKEN_KINDS, PatchError, Store, profile_patch
+from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, PatchError, Store, profile_patch
 
 SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entities that give none
 SEEDED_ACCOUNT_NAME = "Seeded account"
@@ -48,6 +48,7 @@ _SERVICE_KEYS = SERVICE.seed_keys + ("datasources", "aliases")
 _DATASOURCE_KEYS = DATASOURCE.seed_keys + ("profiles",)
 _ATTRIBUTE_KEYS = ATTRIBUTE.seed_keys + ("values",)  # values: of an archived attribute (see archived_values)
 _PROJECT_KEYS = PROJECT.seed_keys
+_LEGACY_PROJECT_STATUSES = {"active": "Active", "paused": "Active", "archived": "Archived"}
 # The built-in Optimizely table is provisioned with its service; a seed may only fix these of it.
 _OPTIMIZELY_FIXED = OPTIMIZELY_TABLE
 
@@ -332,14 +333,8 @@ class _Applier:
 
     def token(self, d: Any, path: str, account_id: int) -> None:
         d = self.mapping(d, path, _TOKEN_KEYS)
-        token = self.string(d, "token", path)
-        if token is None:
-            raise self.fail(_key_path(path, "token"), "is required: the token string clients send")
-        if token != token.strip():
-            raise self.fail(_key_path(path, "token"), "must not start or end with whitespace")
-        kind = d.get("kind", "classic")
-        if kind not in TOKEN_KINDS:
-            raise self.fail(_key_path(path, "kind"), f"must be one of {', '.join(TOKEN_KINDS)}, got {kind!r}")
+        values = self.call(path, TOKEN.parse_create, {k: d[k] for k in ("token", "kind") if k in d})
+        token, kind = values["token"], values["kind"]
         if d.get("account_id") is not None and self.int_id(d, "account_id", path) != account_id:
             raise self.fail(_key_path(path, "account_id"), f"differs from the enclosing account {account_id}")
         owner = self.store.credentials.find_token(token)
@@ -394,8 +389,7 @@ class _Applier:
         service = self.call(path, self.store.management.create_service, account_id, name, enforce_limit=False,
                             optimizely_table=opt_given, **given)
         sid = service["id"]
-        if d.get("s3_path") not in (None, f"dcp/{sid}"):
-            raise self.fail(_key_path(path, "s3_path"), f"is always dcp/{sid} for service {sid}")
+        self.computed_as_given(SERVICE, d, service, path)
         self.counts["dcp_services"] += 1
         opt_id = self.store.db.execute("SELECT id FROM datasources WHERE dcp_service_id = ? AND is_optimizely = 1",
                                        (sid,)).fetchone()[0]
@@ -420,8 +414,7 @@ class _Applier:
             fields = _api_fields(DATASOURCE, d)
             did = self.call(path, self.store.management.create_datasource, account_id, service_id, fields, **given)["id"]
             self.counts["datasources"] += 1
-        if d.get("s3_path") not in (None, f"dcp/{service_id}/{did}"):
-            raise self.fail(_key_path(path, "s3_path"), f"is always dcp/{service_id}/{did} for table {did}")
+        self.computed_as_given(DATASOURCE, d, {"id": did, "dcp_service_id": service_id}, path)
         for i, attr in enumerate(self.items(d.get("attributes"), _key_path(path, "attributes"))):
             self.attribute(attr, f"{_key_path(path, 'attributes')}[{i}]", account_id, did)
         self.profiles(d.get("profiles"), _key_path(path, "profiles"), did)
@@ -546,8 +539,19 @@ class _Applier:
         if d.get("code_revision") is not None:
             given["code_revision"] = self.int_id(d, "code_revision", path)
         fields = _api_fields(PROJECT, d)
-        self.call(path, self.store.management.create_project, account_id, fields, **given)
+        if fields.get("project_status") in _LEGACY_PROJECT_STATUSES:
+            # Seeds and exports of versions before the vendor's vocabulary: read as a --db file is migrated.
+            fields["project_status"] = _LEGACY_PROJECT_STATUSES[fields["project_status"]]
+        project = self.call(path, self.store.management.create_project, account_id, fields, **given)
+        self.computed_as_given(PROJECT, d, project, path)
         self.counts["projects"] += 1
+
+    def computed_as_given(self, resource: Resource, d: dict, row: dict, path: str) -> None:
+        """A seed may repeat a computed field (an export has s3_path ...), but only with the value it has."""
+        for f in resource.fields:
+            if f.computed is not None and d.get(f.name) is not None and d[f.name] != f.computed(row):
+                raise self.fail(_key_path(path, f.name), f"is always {f.computed(row)!r} here (the emulator "
+                                                         f"computes it); got {d[f.name]!r}")
 
     def oauth_app(self, d: Any, path: str) -> None:
         if not isinstance(d, dict):

@@ -24,6 +24,14 @@ def is_control_path(path: str) -> bool:
     return path == CONTROL or path.startswith(CONTROL + "/")
 
 
+_STRIPPED = "dcp_emulator.stripped_slash"  # environ key: the client's path ended with the slash taken off
+
+
+def client_path(path: str, environ: dict) -> str:
+    """The path as the client sent it (with its trailing slash), for the journal and fault rules."""
+    return path + "/" if environ.get(_STRIPPED) else path
+
+
 def without_trailing_slash(app: Callable) -> Callable:
     """WSGI middleware: every API path answers with and without one trailing slash, never redirecting.
 
@@ -35,6 +43,7 @@ def without_trailing_slash(app: Callable) -> Callable:
         path = environ.get("PATH_INFO") or "/"
         if len(path) > 1 and path.endswith("/") and path.startswith(OWN_PREFIXES):
             environ["PATH_INFO"] = path[:-1]
+            environ[_STRIPPED] = True
         return app(environ, start_response)
 
     return normalised

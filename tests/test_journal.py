@@ -112,3 +112,13 @@ def test_thread_safe_and_bounded_under_concurrency():
     assert len(entries) == 500 and j.dropped == 8000 - 500
     ids = [e["id"] for e in entries]
     assert ids == sorted(ids) and len(set(ids)) == 500 and ids[-1] == 8000
+
+
+def test_the_journal_and_fault_rules_see_the_path_as_the_client_sent_it(client):
+    # Routing ignores one trailing slash; the journal and fault patterns must not lose it.
+    client.post("/_emulator/faults", json={"path": "dcp_services/$", "status": 503, "times": 1})
+    assert client.get("/experiment/v1/dcp_services", headers=T).status_code == 200
+    assert client.get("/experiment/v1/dcp_services/", headers=T).status_code == 503
+    assert client.get("/experiment/v1/dcp_services/", headers=T).status_code == 200
+    paths = [e["path"] for e in client.get("/_emulator/requests").get_json()["requests"]]
+    assert paths == ["/experiment/v1/dcp_services", "/experiment/v1/dcp_services/", "/experiment/v1/dcp_services/"]

@@ -6,6 +6,8 @@ every response, the documented status codes, and archive/unarchive semantics.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dcp_api import (
     ATTRIBUTE_FIELDS,
@@ -89,6 +91,14 @@ def test_create_service_provisions_the_optimizely_table(client, service):
 def test_create_service_refuses_bad_fields(client, payload, field):
     error(client.post(f"{MGMT}/dcp_services", json=payload, headers=H), 400, "invalid_field", field=field)
     assert ok(client.get(f"{MGMT}/dcp_services", headers=H), 200) == []
+
+
+def test_a_read_only_field_sent_on_create_with_the_value_it_gets_anyway_is_accepted(client, service):
+    table = ok(client.post(f"{MGMT}/dcp_services/{service['id']}/dcp_datasources", json={
+        "name": "T", "keyfield_locator_type": "uid", "archived": False, "is_optimizely": False}, headers=H), 201)
+    assert (table["archived"], table["is_optimizely"]) == (False, False)
+    error(client.post(f"{MGMT}/dcp_services/{service['id']}/dcp_datasources", json={
+        "name": "T", "keyfield_locator_type": "uid", "is_optimizely": True}, headers=H), 400, field="is_optimizely")
 
 
 @pytest.mark.parametrize(("field", "value", "why"), [
@@ -538,7 +548,7 @@ def test_a_project_put_back_as_read_is_accepted_and_read_only_changes_are_refuse
     for field, value in (("code_revision", 7), ("socket_token", "x"), ("js_file_size", 1), ("library", "none!"),
                          ("account_id", 1), ("id", p["id"] + 1)):
         err = error(client.put(url, json={**p, field: value}, headers=H), 400, "invalid_field", field=field)
-        assert err["message"] == f"{field} is read-only (the emulator sets it): send it unchanged ({p[field]!r}) " \
+        assert err["message"] == f"{field} is read-only (the emulator sets it): send it unchanged ({json.dumps(p[field])}) " \
                                  "or leave it out."
     assert ok(client.get(url, headers=H), 200)["project_name"] == "Web 2"
 

@@ -177,6 +177,19 @@ def test_put_merges_like_post_and_answers_202(client, w):
     assert ok(client.put(_url(w, "new"), json={"data": {"tier": "x"}}, headers=H), 202)["data"] == {"tier": "x"}
 
 
+def test_a_profile_read_can_be_sent_back_but_its_ids_cannot_be_changed(client, w):
+    url = _url(w, "cust-1")
+    ok(client.post(url, json={"data": {"tier": "gold"}}, headers=H), 201)
+    read = ok(client.get(url, headers=H), 200)
+    read["data"]["score"] = 3
+    assert ok(client.put(url, json=read, headers=H), 202)["data"] == {"tier": "gold", "score": 3}
+    assert ok(client.post(url, json=read, headers=H), 201)["data"] == {"tier": "gold", "score": 3}
+    err = error(client.put(url, json={**read, "customerId": "someone-else"}, headers=H), 400, "invalid_field",
+                field="customerId")
+    assert err["message"] == "customerId is read-only (the emulator sets it); leave it out of the request body."
+    error(client.put(url, json={**read, "dcpServiceId": w["s"]}, headers=H), 400, field="dcpServiceId")  # not "…"
+
+
 def test_put_refuses_what_post_refuses_and_writes_nothing(client, w):
     url = _url(w, "cust-1")
     before = ok(client.post(url, json={"data": {"tier": "gold"}}, headers=H), 201)

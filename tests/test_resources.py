@@ -68,9 +68,13 @@ def test_read_only_fields_are_refused_on_create_and_accepted_unchanged_on_update
     assert THING.parse_update(shown, row) == {}  # a GET sent back unchanged changes nothing
     assert THING.parse_update({**shown, "name": "y", "archived": True}, row) == {"name": "y", "archived": True}
     err = refused(THING.parse_update, {**shown, "path": "elsewhere"}, row)
-    assert err.message == "path is read-only (the emulator sets it): send it unchanged ('things/3') or leave it out."
+    assert err.message == 'path is read-only (the emulator sets it): send it unchanged ("things/3") or leave it out.'
+    assert THING.parse_create({"name": "x", "archived": False}) == {"name": "x", "kind": "a", "note": None}
+    assert THING.parse_create({"name": "x", "id": 7}, known={"id": 7})["name"] == "x"
     err = refused(THING.parse_update, {"kind": "b"}, row)
     assert (err.field, err.message) == ("kind", "The thing's kind cannot be changed. Make a new x instead.")
+    assert refused(Field("data", "object", "d", access=EDITABLE).check, [1]).message == \
+        "data must be a JSON object (got an array)."
     # a value equal in Python but not in JSON (1 for true) is a change, and is checked as one
     assert refused(THING.parse_update, {"archived": 1}, row).message == \
         "archived must be true or false (a JSON boolean)."
@@ -104,8 +108,11 @@ def test_schemas_say_what_validation_enforces():
     assert schema["properties"]["id"]["readOnly"] is True
     assert schema["properties"]["note"]["type"] == ["string", "null"]
     assert schema["properties"]["name"]["maxLength"] == 5
+    # JSON Schema patterns search; the API matches whole strings, so the document anchors them
+    assert DATASOURCE.schema()["properties"]["keyfield_locator_name"]["pattern"] == "^[a-zA-Z_][a-zA-Z_0-9$]*$"
     create, update = THING.request_schema(update=False), THING.request_schema(update=True)
-    assert (set(create["properties"]), create["required"]) == ({"name", "kind", "note"}, ["name"])
+    # on create, a read-only field is documented where its default is accepted ("archived": false)
+    assert (set(create["properties"]), create["required"]) == ({"name", "kind", "note", "archived"}, ["name"])
     assert set(update["properties"]) == {"id", "name", "kind", "note", "archived", "path"}
     assert update["required"] == []
 

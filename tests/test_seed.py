@@ -259,7 +259,7 @@ BAD_SEEDS = [
      "dcp_services[0].datasources[0].keyfield_locator_name", "required"),
     ("dcp_services:\n- {name: X, colour: red}\n", "dcp_services[0].colour", "unknown field"),
     ("dcp_services:\n- {}\n", "dcp_services[0].name", "required"),
-    ("accounts:\n- tokens: [{token: t, kind: admin}]\n", "accounts[0].tokens[0].kind", "classic, personal, oauth"),
+    ("accounts:\n- tokens: [{token: t, kind: admin}]\n", "accounts[0].tokens[0].kind", "'classic', 'personal', 'oauth'"),
     ("accounts:\n- tokens: [{token: emulator-classic-token}]\n", "accounts[0].tokens[0].token",
      "already belongs to account 1001"),
     ("dcp_services:\n- {name: X, created: yesterday}\n", "dcp_services[0].created", "UTC timestamp"),
@@ -418,3 +418,24 @@ def test_built_in_seeds_are_named_without_a_path_and_files_win():
     assert load_seed_file("example") == load_seed_file(EXAMPLE)
     with pytest.raises(SeedError, match="neither a file .* nor a built-in seed .built in: example"):
         load_seed_file("no-such-built-in-seed")
+
+
+def test_seeds_of_earlier_versions_load_their_project_status(client):
+    seed = {"projects": [{"project_name": "A", "project_status": "active"}, {"project_name": "B",
+            "project_status": "paused"}, {"project_name": "C", "project_status": "archived"}]}
+    assert client.post("/_emulator/seed", json=seed).status_code == 201
+    projects = client.get("/experiment/v1/projects", headers=T).get_json()
+    assert [p["project_status"] for p in projects] == ["Active", "Active", "Archived"]
+
+
+@pytest.mark.parametrize(("entry", "field"), [
+    ({"project_name": "A", "js_file_size": 5}, "js_file_size"),
+    ({"project_name": "A", "library": "jquery-9"}, "library"),
+    ({"project_name": "A", "id": 700, "socket_token": "x"}, "socket_token"),
+])
+def test_a_seed_repeating_a_computed_field_must_give_its_value(client, entry, field):
+    resp = client.post("/_emulator/seed", json={"projects": [entry]})
+    assert resp.status_code == 400 and resp.get_json()["field"] == f"projects[0].{field}"
+    assert "the emulator computes it" in resp.get_json()["message"]
+    exported = client.get("/_emulator/state?format=json").get_json()
+    assert exported["projects"] == []  # nothing half-written

@@ -37,10 +37,15 @@ def _key(path_id: str) -> str:
     return path_id
 
 
+def _ids(service_id: int, datasource_id: int, key: str) -> dict:
+    """What the URL says of a profile or alias: a body sending these back unchanged (a GET answer) is fine."""
+    return {"dcpServiceId": str(service_id), "datasourceId": str(datasource_id), "customerId": _key(key)}
+
+
 @route(bp, _PROFILE, methods=["POST"])
 def write_profile(service_id: int, datasource_id: int, customer_id: str):
     """POST customer_profile/...: merge values into one customer's profile."""
-    body = PROFILE.parse_create(json_object())["data"]
+    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, customer_id))["data"]
     out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 201
 
@@ -55,7 +60,7 @@ def read_profile(service_id: int, datasource_id: int, customer_id: str):
 def update_profile(service_id: int, datasource_id: int, customer_id: str):
     """PUT customer_profile/... ("update attributes" in some versions of the vendor's reference): POST's body,
     merge and answer, with the 202 of every PUT."""
-    body = PROFILE.parse_create(json_object())["data"]
+    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, customer_id))["data"]
     out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
     return jsonify(out), 202
 
@@ -70,7 +75,7 @@ def delete_profile(service_id: int, datasource_id: int, customer_id: str):
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     """POST alias/...: link customer ids of other tables to an Optimizely user id."""
-    body = ALIAS.parse_create(json_object())["data"]
+    body = ALIAS.parse_create(json_object(), known=_ids(service_id, datasource_id, user_id))["data"]
     out = _store().profiles.write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
     return jsonify(out), 201
 

@@ -22,19 +22,24 @@ from typing import Any, TypeVar
 import sqlite_utils
 
 from ..clock import Clock
+from ..resources import PROJECT, PROJECT_SCRIPT_FIELDS
 from ..tempfiles import owned_prefix
 
 FIRST_ID = 100  # generated ids start here so they look like real ones and never collide across types
 _STATEMENT_CACHE = 1024  # prepared statements kept per connection (sqlite3's default of 128 is ~6 per table)
 _SQLITE_MIN, _SQLITE_MAX = -(2**63), 2**63 - 1  # SQLite INTEGER range
 
+def _project_column(name: str) -> str:
+    """The column declaration of a classic project field, from its description (booleans as 1/0)."""
+    f = PROJECT.field(name)
+    if f.type == "boolean":
+        return f"INTEGER NOT NULL DEFAULT {int(f.default)}"
+    return "TEXT" if f.nullable else f"TEXT NOT NULL DEFAULT '{f.default}'"
+
+
 # Columns of the classic project resource that older database files lack (added at start-up).
-_PROJECT_ADDED_COLUMNS = {
-    "code_revision": "INTEGER NOT NULL DEFAULT 1", "include_jquery": "INTEGER NOT NULL DEFAULT 0",
-    "project_javascript": "TEXT", "enable_force_variation": "INTEGER NOT NULL DEFAULT 0",
-    "exclude_disabled_experiments": "INTEGER NOT NULL DEFAULT 0", "exclude_names": "INTEGER NOT NULL DEFAULT 0",
-    "ip_anonymization": "INTEGER NOT NULL DEFAULT 0", "ip_filter": "TEXT NOT NULL DEFAULT ''",
-}
+_PROJECT_ADDED_COLUMNS = {"code_revision": "INTEGER NOT NULL DEFAULT 1",
+                          **{name: _project_column(name) for name in PROJECT_SCRIPT_FIELDS}}
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL);

@@ -11,12 +11,18 @@ from typing import Any
 
 from .. import datatypes
 from ..errors import Archived, InvalidField, LimitExceeded, NotFound
-from ..resources import ATTRIBUTE, DATASOURCE, EDITABLE, PROJECT, PROJECT_SCRIPT_FIELDS, SERVICE
+from ..resources import (
+    ATTRIBUTE,
+    DATASOURCE,
+    EDITABLE,
+    MAX_ATTRIBUTES_PER_TABLE,
+    PROJECT,
+    PROJECT_SCRIPT_FIELDS,
+    SERVICE,
+)
 from .credentials import aws_key_pair
 from .db import Backend, Database, _in_range, operation, read_operation
 from .profile_tables import ProfileTables
-
-MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
 
 
 class Management(Backend):

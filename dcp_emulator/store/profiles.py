@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import datatypes
 from ..errors import Archived, InvalidField, NotFound
+from ..resources import ALIAS, PROFILE
 from .db import Backend, Database, operation, read_operation
 from .management import Management
 from .profile_tables import ProfileTables, from_column, profile_table, value_column
@@ -55,8 +56,8 @@ class Profiles(Backend):
 
     @staticmethod
     def _profile_out(service_id: int, datasource_id: int, customer_id: str, data: dict) -> dict:
-        return {"data": data, "dcpServiceId": str(service_id), "datasourceId": str(datasource_id),
-                "customerId": customer_id}
+        return PROFILE.render({"dcp_service_id": service_id, "datasource_id": datasource_id,
+                               "customer_id": customer_id, "data": data})
 
     @operation
     def write_profile(self, account_id: int, service_id: int, datasource_id: int, customer_id: str,
@@ -179,8 +180,8 @@ class Profiles(Backend):
     def _alias_out(self, service_id: int, optimizely_table_id: int, user_id: str) -> dict:
         rows = self.database._all("SELECT datasource_id, customer_id FROM aliases WHERE dcp_service_id = ? AND "
                                   "optimizely_user_id = ? ORDER BY datasource_id", (service_id, user_id))
-        return {"dcpServiceId": str(service_id), "datasourceId": str(optimizely_table_id), "customerId": user_id,
-                "data": {str(r["datasource_id"]): r["customer_id"] for r in rows}}
+        return ALIAS.render({"dcp_service_id": service_id, "datasource_id": optimizely_table_id,
+                             "customer_id": user_id, "data": {str(r["datasource_id"]): r["customer_id"] for r in rows}})
 
     @read_operation
     def consolidated_view(self, account_id: int, service_id: int, user_id: str,
