@@ -20,6 +20,7 @@ import waitress
 from flask import Flask
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.task import ErrorTask, WSGITask
 
@@ -121,9 +122,23 @@ class _Task(WSGITask):
         return environ
 
 
+class _Parser(HTTPRequestParser):
+    """Waitress's request parser, without a hang: given ``Expect: 100-continue`` and no body (boto3 sends
+    ``Content-Length: 0`` so for an empty object), waitress answers 100 Continue and then marks the complete
+    request incomplete, waiting for a body that never comes. A request without a body has nothing to go on
+    with: it is served at once (RFC 9110 10.1.1 lets a server skip the 100 when it needs no body)."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        """Parse the header block; a request without a body expects no 100 Continue."""
+        super().parse_header(header_plus)
+        if self.expect_continue and self.body_rcv is None:
+            self.expect_continue = False
+
+
 class _Channel(HTTPChannel):
     """One client connection, answering errors with the JSON envelope."""
 
+    parser_class = _Parser
     task_class = _Task
     error_task_class = _EnvelopeErrorTask
 

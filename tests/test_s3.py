@@ -140,6 +140,17 @@ def test_boto3_upload_is_ingested_and_readable_through_the_profile_api(url):
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().startswith(b"customerId")
 
 
+def test_an_empty_object_is_answered_and_its_upload_fails_saying_why(url):
+    # boto3 sends it with Expect: 100-continue and Content-Length: 0, which used to hang the connection
+    env = _setup(url)
+    s3 = _s3(url, env["t1"]["aws_access_key"], env["t1"]["aws_secret_key"], read_timeout=10,
+             retries={"max_attempts": 1})
+    key = f"{env['t1']['s3_path']}/empty.csv"
+    assert s3.put_object(Bucket=BUCKET, Key=key, Body=b"")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    [up] = _wait(url)
+    assert (up["key"], up["status"], up["rows_total"]) == (key, "failed", 0) and up["failure"]
+
+
 def test_boto3_multipart_upload(url):
     env = _setup(url)
     t1 = env["t1"]

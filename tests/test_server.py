@@ -165,6 +165,21 @@ def test_two_different_content_length_headers_are_refused_not_hung(server):
     assert status == 400 and doc["code"] == "bad_request" and "Content-Length is invalid" in doc["message"]
 
 
+@pytest.mark.parametrize("body", [b"", b"{}"])
+def test_expect_100_continue_is_answered_with_or_without_a_body(server, body):
+    """boto3 sends an empty object as Content-Length: 0 with Expect: 100-continue; waitress alone sends the
+    100 and then waits forever for the body it just saw was empty."""
+    with _connect(server.url, timeout=5) as s:
+        s.sendall(b"POST /experiment/v1/dcp_services HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        first = s.recv(65536)
+        if body:  # a body: the client goes on once it is told to
+            assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(body)
+            first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 401 "), first  # answered (no token), not left hanging
+
+
 # ---------------------------------------------------------------------- malformed requests get the envelope
 @pytest.mark.parametrize(("request_bytes", "status", "code", "words"), [
     (b"GARBAGE\r\n\r\n", 400, "bad_request", "Start line is invalid"),
