@@ -27,7 +27,8 @@ EDITABLE = "editable"  # settable on create and on update
 CREATE_ONLY = "create_only"  # set on create, never changed afterwards (PUT accepts only the current value)
 UPDATE_ONLY = "update_only"  # only PUT changes it (e.g. ``archived: false`` unarchives)
 
-_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+# A timestamp as the API writes it (UTC, up to 6 fractional digits, Z): what a seed may give verbatim.
+TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _REGISTRY: dict[str, Resource] = {}  # every description by name (constant data, filled at import)
 _ID_MAX = 2**63 - 1  # SQLite's INTEGER range: every integer field is an id or a count
 MAX_ATTRIBUTES_PER_TABLE = 1999  # a profile table has customer_id plus one column per attribute; SQLite allows 2000
@@ -53,7 +54,6 @@ class Field:
     items: str | dict | None = None  # for arrays: the resource name of the items, or their JSON Schema
     column: str | None = None  # the stored column, when named otherwise
     computed: Callable[[Mapping[str, Any]], Any] | None = None  # derived from the row, never stored
-    seed: bool = True  # a seed may give it (read-only ones verbatim: ids, keys, timestamps)
     trimmed: bool = False  # a string that must not start or end with whitespace
     omit_null: bool = False  # left out of the rendered resource when null (instead of null)
     hint: str = ""  # what to send, for the message when a required field is missing
@@ -120,7 +120,7 @@ class Field:
                 raise InvalidField(f"{name} must be {_expected(self)} (got {datatypes.json_kind(value)}).",
                                    field=name)
         elif self.type == "timestamp":
-            if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+            if not isinstance(value, str) or not TIMESTAMP_RE.fullmatch(value):
                 raise InvalidField(f"{name} must be a UTC timestamp like 2015-08-18T21:38:55.927670Z (got "
                                    f"{json.dumps(value)}).", field=name)
         elif self.type in ("integer", "number"):
@@ -286,17 +286,18 @@ class Resource:
     # ------------------------------------------------------------------ seeds and export
     @property
     def seed_keys(self) -> tuple[str, ...]:
-        """The keys a seed may give for this resource (children and extras are added by the seed reader)."""
-        return tuple(f.name for f in self.fields if f.seed)
+        """The keys a seed may give for this resource: all its fields, read-only ones verbatim (ids, keys,
+        timestamps); children and extras are added by the seed reader."""
+        return tuple(self.field_names)
 
     def export(self, rendered: Mapping[str, Any], *, omit: tuple[str, ...] = ()) -> dict:
         """A rendered resource as a seed entry: computed fields and values equal to their default left out."""
         out = {}
         for f in self.fields:
-            if f.computed is not None or not f.seed or f.name in omit or f.type == "array":
+            if f.computed is not None or f.name in omit or f.type == "array":
                 continue
             value = rendered.get(f.name)
-            if value == f.default and type(value) is type(f.default):
+            if _same(value, f.default):
                 continue  # what a seed without it would get anyway
             out[f.name] = value
         return out

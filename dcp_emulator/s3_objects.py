@@ -104,8 +104,7 @@ class ObjectBodies:
                     return status, headers, body
                 obj = self._attach_to_new_object(bucket, key, previous, received)
                 attached = True
-                on_stored(key, obj)
-                self._release([p for p in previous if p is not obj])
+                self._stored(key, obj, previous, on_stored)
                 return status, _with_etag(headers, received.md5), body
         finally:
             if not attached:
@@ -171,8 +170,7 @@ class ObjectBodies:
                     return status, headers, body
                 obj = self._attach_to_new_object(bucket, key, previous, received)
                 attached = True
-                on_stored(key, obj)
-                self._release([p for p in previous if p is not obj])
+                self._stored(key, obj, previous, on_stored)
                 # moto's CopyObjectResult names the ETag of the empty stand-in it copied
                 body = [b.replace(s3_moto.EMPTY_MD5.encode(), received.md5.encode()) for b in body]
                 headers = [(k, v) if k.lower() != "content-length" else (k, str(sum(map(len, body))))
@@ -219,8 +217,7 @@ class ObjectBodies:
                 previous = s3_moto.object_versions(bucket, key)
                 obj = s3_moto.complete(self.account_id, bucket, upload, upload_id, buffer, size, etag)
                 attached = True
-                on_stored(key, obj)
-                self._release([p for p in previous if p is not obj])
+                self._stored(key, obj, previous, on_stored)
         finally:
             if not attached:
                 buffer.close()
@@ -311,6 +308,11 @@ class ObjectBodies:
             return answer
 
     # ------------------------------------------------------------------ releasing
+    def _stored(self, key: str, obj: Any, previous: list, on_stored: OnStored) -> None:
+        """``obj`` now stands under ``key``: report it, and release the versions it replaced."""
+        on_stored(key, obj)
+        self._release([p for p in previous if p is not obj])
+
     def _release(self, objects: list) -> None:
         for obj in objects:
             s3_moto.dispose(obj)

@@ -29,7 +29,7 @@ import yaml
 
 from .errors import DcpError, SeedError
 from .oauth import list_apps, register_app
-from .resources import ACCOUNT, ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, TOKEN, Resource
+from .resources import ACCOUNT, ATTRIBUTE, DATASOURCE, PROJECT, SERVICE, TIMESTAMP_RE, TOKEN, Resource
 from .seeds import resolve_seed
 from .store import MAX_CUSTOMER_ID_LENGTH, OPTIMIZELY_TABLE, PatchError, Store, profile_patch
 
@@ -37,7 +37,6 @@ SEED_TIMESTAMP = "2024-01-01T00:00:00.000000Z"  # the timestamp of seeded entiti
 SEEDED_ACCOUNT_NAME = "Seeded account"
 MAX_DEPTH = 64  # YAML nesting accepted (a seed needs about 8)
 MAX_ALIAS_NODES = 100_000  # nodes that the aliases of one seed may stand for (anchors reused by hand need far fewer)
-_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _TOP_KEYS = ("accounts", "dcp_services", "projects", "oauth_apps")
@@ -250,7 +249,7 @@ class _Applier:
         value = d.get(key)
         if value is None:
             return None
-        if not isinstance(value, str) or not _TIMESTAMP_RE.match(value):
+        if not isinstance(value, str) or not TIMESTAMP_RE.fullmatch(value):
             raise self.fail(_key_path(path, key), "must be a UTC timestamp like 2015-08-18T21:38:55.927670Z, "
                                                   f"got {value!r}")
         return value

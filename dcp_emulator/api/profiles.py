@@ -39,14 +39,15 @@ def _key(path_id: str) -> str:
 
 def _ids(service_id: int, datasource_id: int, key: str) -> dict:
     """What the URL says of a profile or alias: a body sending these back unchanged (a GET answer) is fine."""
-    return {"dcpServiceId": str(service_id), "datasourceId": str(datasource_id), "customerId": _key(key)}
+    return {"dcpServiceId": str(service_id), "datasourceId": str(datasource_id), "customerId": key}
 
 
 @route(bp, _PROFILE, methods=["POST"])
 def write_profile(service_id: int, datasource_id: int, customer_id: str):
     """POST customer_profile/...: merge values into one customer's profile."""
-    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, customer_id))["data"]
-    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
+    key = _key(customer_id)
+    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, key))["data"]
+    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, key, body)
     return jsonify(out), 201
 
 
@@ -60,8 +61,9 @@ def read_profile(service_id: int, datasource_id: int, customer_id: str):
 def update_profile(service_id: int, datasource_id: int, customer_id: str):
     """PUT customer_profile/... ("update attributes" in some versions of the vendor's reference): POST's body,
     merge and answer, with the 202 of every PUT."""
-    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, customer_id))["data"]
-    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, _key(customer_id), body)
+    key = _key(customer_id)
+    body = PROFILE.parse_create(json_object(), known=_ids(service_id, datasource_id, key))["data"]
+    out = _store().profiles.write_profile(principal().account_id, service_id, datasource_id, key, body)
     return jsonify(out), 202
 
 
@@ -75,8 +77,9 @@ def delete_profile(service_id: int, datasource_id: int, customer_id: str):
 @route(bp, _ALIAS, methods=["POST"])
 def write_alias(service_id: int, datasource_id: int, user_id: str):
     """POST alias/...: link customer ids of other tables to an Optimizely user id."""
-    body = ALIAS.parse_create(json_object(), known=_ids(service_id, datasource_id, user_id))["data"]
-    out = _store().profiles.write_alias(principal().account_id, service_id, datasource_id, _key(user_id), body)
+    key = _key(user_id)
+    body = ALIAS.parse_create(json_object(), known=_ids(service_id, datasource_id, key))["data"]
+    out = _store().profiles.write_alias(principal().account_id, service_id, datasource_id, key, body)
     return jsonify(out), 201
 
 
