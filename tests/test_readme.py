@@ -219,10 +219,21 @@ def test_readme_endpoints(example, tmp_path):
     docs = json_docs(result.stdout)
     assert not [d for d in docs if isinstance(d, dict) and "code" in d], result.stdout
     assert docs[0]["id"] == 1002 and docs[1]["dcp_service_id"] == 567
+    assert docs[3]["customerId"] == "em-ada" and docs[3]["data"]["segment"] == "gold"  # the profile PUT
+    assert requests.get(f"{example.url}/api/customer_profile/567/679/em-ada", headers=H, timeout=5).status_code == 404
     attribute = requests.get(f"{example.url}{M}/dcp_datasource_attributes/713", headers=H, timeout=5).json()
     assert attribute["name"] == "segment" and attribute["archived"] is False
     assert docs[-1] == [{"dcpServiceId": "567", "datasourceId": "678", "customerId": "crm-1002",
                          "data": docs[-1][0]["data"]}]  # em-grace has no values left, so only the CRM profile
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's shell examples use curl")
+def test_readme_openapi(example, tmp_path):
+    result = bash(block("openapi"), example.url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "openapi.json").read_text())
+    assert doc["openapi"] == "3.1.0" and "/api/customer_profile/{service_id}/{datasource_id}/{customer_id}" in doc["paths"]
+    assert requests.get(f"{example.url}/_emulator/docs", timeout=5).status_code == 200
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the README's shell examples use curl")
